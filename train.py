@@ -1,0 +1,100 @@
+"""Train a VAE on MNIST: compose the config, build the objects, fit, test, write metrics.json.
+
+    python train.py model=categorical
+    python train.py model=gaussian trainer.max_epochs=3
+    python train.py model=categorical model.hard=true tau=cosine seed=3
+    python train.py <same overrides> ckpt_path=runs/.../checkpoints/last.ckpt   # resume
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from vae.checkpoint import CheckpointError, build_model, read_checkpoint
+from vae.config import ConfigError, call_checked, instantiate_node
+from vae.data import DataNotFoundError
+from vae.module import NonFiniteLossError
+
+log = logging.getLogger("train")
+
+
+def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """Everything that can reject a config value, built before any work starts."""
+    datamodule = instantiate_node(cfg, "data")
+    if cfg.model.get("temperature") is not None:
+        instantiate_node(cfg, "tau")
+    for part, size_arg in (("encoder", "out_features"), ("decoder", "in_features")):
+        call_checked(f"network.{part}", instantiate_node(cfg, f"network.{part}"), **{size_arg: 1})
+    model = call_checked("model", build_model, cfg.model)
+    if cfg.ckpt_path is not None:
+        try:
+            read_checkpoint(cfg.ckpt_path)
+        except CheckpointError as e:
+            raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: {e}") from None
+    return datamodule, model
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, then evaluate the best checkpoint; returns (and writes) the final metrics."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
+    datamodule, model = _build_checked(cfg)
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    print(f"Run directory: {output_dir.resolve()}", flush=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    OmegaConf.save(resolved, output_dir / "config.yaml")
+
+    loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]
+    trainer: L.Trainer = instantiate_node(
+        cfg, "trainer", logger=loggers or False, callbacks=callbacks
+    )
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+        best = best or None  # fast_dev_run saves nothing: evaluate the weights in memory
+        metrics: dict[str, Any] = {}
+        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=best)[0])
+        if cfg.test:
+            metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=best)[0])
+        metrics.update(
+            checkpoint=best,
+            global_step=model.weights_step,
+            tau=model.tau,
+            seed=cfg.seed,
+        )
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    finally:
+        for logger in loggers:
+            if isinstance(logger, WandbLogger) and logger._experiment is not None:
+                logger.experiment.finish()
+    print(f"Run directory: {output_dir.resolve()}", flush=True)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except (ConfigError, DataNotFoundError, NonFiniteLossError) as e:
+        # Expected failures get one clear message, not a traceback.
+        log.error("%s: %s", type(e).__name__, e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The two latents: what q(z|x), p(z) and the training sample are for each model.
+
+A latent turns the encoder's flat output (B, num_params) into q(z|x) as a
+torch.distributions object, gives the prior p(z), draws the training sample (with a gradient
+path to q's parameters), and says how many inputs the decoder takes (code_size).
+
+- GaussianLatent: q(z|x) = N(mu, diag sigma^2), z = mu + sigma * eps (reparameterization),
+  p(z) = N(0, I), KL(q || p) = 1/2 sum_d (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2).
+- CategoricalLatent: N independent categoricals of K classes, z one-hot (B, N, K),
+  p(z) uniform, KL(q || p) = sum_n sum_k q_nk (log q_nk + log K). Training uses the
+  Gumbel-Softmax sample at temperature tau (or straight-through with hard=True). The KL is
+  that of the discrete model, so the ELBO is a true bound only with one-hot samples.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal, OneHotCategorical
+
+from vae.gumbel import gumbel_softmax
+from vae.validation import require_positive_int
+
+
+class GaussianLatent(nn.Module):
+    """dim-dimensional diagonal Gaussian latent with a standard normal prior."""
+
+    uses_temperature = False
+
+    def __init__(self, dim: int = 20) -> None:
+        super().__init__()
+        require_positive_int("dim", dim)
+        self.dim = dim
+        self.num_params = 2 * dim  # mu and the pre-softplus scale
+        self.code_size = dim
+        self.register_buffer("_zeros", torch.zeros(dim), persistent=False)
+
+    def posterior(self, params: Tensor) -> Distribution:
+        """q(z|x) from encoder output (B, 2 * dim): batch_shape (B,), event_shape (dim,)."""
+        loc, raw_scale = params.float().chunk(2, dim=-1)  # (B, dim) each
+        # softplus keeps sigma > 0 without the exp(log sigma) overflow; 1e-4 keeps log sigma finite.
+        scale = F.softplus(raw_scale) + 1e-4
+        return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+
+    def prior(self) -> Distribution:
+        """p(z) = N(0, I): batch_shape (), event_shape (dim,)."""
+        return Independent(
+            Normal(self._zeros, torch.ones_like(self._zeros), validate_args=False),
+            1,
+            validate_args=False,
+        )
+
+    def rsample(self, q: Distribution, temperature: float | None = None) -> Tensor:
+        """Reparameterized z = mu + sigma * eps, (B, dim)."""
+        return q.rsample()
+
+
+class CategoricalLatent(nn.Module):
+    """num_variables independent categoricals of num_classes each, with a uniform prior."""
+
+    uses_temperature = True
+
+    def __init__(self, num_variables: int = 20, num_classes: int = 10, hard: bool = False) -> None:
+        super().__init__()
+        require_positive_int("num_variables", num_variables)
+        require_positive_int("num_classes", num_classes)
+        self.num_variables, self.num_classes, self.hard = num_variables, num_classes, hard
+        self.num_params = num_variables * num_classes
+        self.code_size = num_variables * num_classes  # the decoder reads the flattened one-hots
+        self.register_buffer(
+            "_uniform_logits", torch.zeros(num_variables, num_classes), persistent=False
+        )
+
+    def posterior(self, params: Tensor) -> Distribution:
+        """q(z|x) from encoder output (B, N*K): batch_shape (B,), event_shape (N, K)."""
+        logits = params.float().view(-1, self.num_variables, self.num_classes)  # (B, N, K)
+        return Independent(OneHotCategorical(logits=logits, validate_args=False), 1)
+
+    def prior(self) -> Distribution:
+        """p(z) uniform over K classes per variable: batch_shape (), event_shape (N, K)."""
+        return Independent(OneHotCategorical(logits=self._uniform_logits, validate_args=False), 1)
+
+    def rsample(self, q: Distribution, temperature: float | None = None) -> Tensor:
+        """Relaxed (or straight-through if hard) sample, (B, N, K), at temperature tau."""
+        if temperature is None:
+            raise ValueError("the categorical latent needs a temperature to draw a relaxed sample")
+        logits = q.base_dist.logits  # (B, N, K), normalized log-probabilities
+        return gumbel_softmax(logits, temperature, hard=self.hard)

@@ -1,0 +1,165 @@
+"""The VAE as a LightningModule: one class, any latent (vae/latents.py).
+
+Loss, per image, in nats (Kingma & Welling 2014):
+
+    -ELBO(x) = -E_q(z|x)[log p(x|z)] + KL(q(z|x) || p(z))
+             =          recon        +        kl
+
+estimated with one sample z ~ q(z|x) and the analytic KL. In training, the categorical
+latent's z is the Gumbel-Softmax sample at tau = schedule(global step); in validation and
+test it is an exact one-hot sample, so the logged `neg_elbo` is the bound of the discrete
+model, and `neg_elbo_relaxed` (relaxed z at the current tau) is logged beside it.
+
+Every number is computed from the three distributions a user also gets:
+`encode(x)` = q(z|x), `decode(z)` = p(x|z), `prior()` = p(z).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.distributions import Bernoulli, Distribution, Independent, kl_divergence
+
+from vae.latents import CategoricalLatent, GaussianLatent
+from vae.temperature import TemperatureSchedule
+from vae.validation import InvalidValue
+
+Factory = Callable[..., Any]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became inf or NaN."""
+
+
+class VAE(L.LightningModule):
+    def __init__(
+        self,
+        latent: GaussianLatent | CategoricalLatent,
+        encoder: Factory,
+        decoder: Factory,
+        optimizer: Factory,
+        temperature: TemperatureSchedule | None = None,
+    ) -> None:
+        """
+        Args:
+            latent: defines q(z|x), p(z) and the training sample.
+            encoder: called as encoder(out_features=latent.num_params) -> nn.Module.
+            decoder: called as decoder(in_features=latent.code_size) -> nn.Module.
+            optimizer: called as optimizer(params) -> torch.optim.Optimizer.
+            temperature: tau schedule; required by latents that use a temperature.
+        """
+        super().__init__()
+        if latent.uses_temperature and temperature is None:
+            raise InvalidValue("temperature", None, "the categorical latent needs a tau schedule")
+        self.latent = latent
+        self.encoder: nn.Module = encoder(out_features=latent.num_params)
+        self.decoder: nn.Module = decoder(in_features=latent.code_size)
+        self.optimizer_factory = optimizer
+        self.temperature = temperature if latent.uses_temperature else None
+        # Optimizer steps the current weights have had: the trainer's step while fitting, the
+        # checkpoint's after loading one (see on_load_checkpoint). tau for evaluation uses it.
+        self.weights_step = 0
+        # The resolved config that built this model (set by vae.checkpoint.build_model); saved
+        # in every checkpoint so vae.load can rebuild the model from the checkpoint alone.
+        self.vae_config: dict[str, Any] | None = None
+
+    # The three distributions -------------------------------------------------------------
+
+    def encode(self, x: Tensor) -> Distribution:
+        """q(z|x) for binarized images x (B, 1, 28, 28); batch_shape (B,)."""
+        return self.latent.posterior(self.encoder(x))
+
+    def decode(self, z: Tensor) -> Distribution:
+        """p(x|z), Bernoulli over pixels; batch_shape (B,), event_shape (1, 28, 28)."""
+        logits = self.decoder(z.flatten(start_dim=1)).float()  # (B, 1, 28, 28)
+        return Independent(Bernoulli(logits=logits, validate_args=False), 3)
+
+    def prior(self) -> Distribution:
+        """p(z)."""
+        return self.latent.prior()
+
+    # tau --------------------------------------------------------------------------------
+
+    def tau_at(self, step: int) -> float | None:
+        """tau at a global step, or None for latents without a temperature."""
+        return None if self.temperature is None else self.temperature(step)
+
+    @property
+    def tau(self) -> float | None:
+        """tau for the current weights (what evaluation uses)."""
+        return self.tau_at(self.weights_step)
+
+    # Loss -------------------------------------------------------------------------------
+
+    def negative_elbo(self, x: Tensor, z: Tensor, q: Distribution) -> dict[str, Tensor]:
+        """Per-image recon = -log p(x|z), kl = KL(q || p(z)) and their sum, each (B,)."""
+        recon = -self.decode(z).log_prob(x)
+        kl = kl_divergence(q, self.prior())
+        return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+
+    def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
+        tau = self.tau_at(self.global_step)
+        q = self.encode(x)
+        terms = self.negative_elbo(x, self.latent.rsample(q, tau), q)
+        loss = terms["neg_elbo"].mean()
+        # One host sync per step, the price of stopping before a NaN reaches the weights.
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at global step {self.global_step}"
+                f" with tau={tau}; checkpoints written so far are intact"
+            )
+        batch_size = x.shape[0]
+        self.log("train/neg_elbo", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/recon", terms["recon"].mean(), batch_size=batch_size)
+        self.log("train/kl", terms["kl"].mean(), batch_size=batch_size)
+        if tau is not None:
+            self.log("train/tau", tau, prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.weights_step = self.global_step
+
+    def _evaluation_step(self, x: Tensor, stage: str) -> None:
+        q = self.encode(x)
+        batch_size = x.shape[0]
+        # z ~ q(z|x) exactly: one-hot for the categorical latent.
+        for name, value in self.negative_elbo(x, q.sample(), q).items():
+            self.log(f"{stage}/{name}", value.mean(), batch_size=batch_size)
+        if self.temperature is not None:
+            relaxed = self.negative_elbo(x, self.latent.rsample(q, self.tau), q)["neg_elbo"]
+            self.log(f"{stage}/neg_elbo_relaxed", relaxed.mean(), batch_size=batch_size)
+
+    def validation_step(self, x: Tensor, batch_idx: int) -> None:
+        self._evaluation_step(x, "val")
+
+    def test_step(self, x: Tensor, batch_idx: int) -> None:
+        self._evaluation_step(x, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())
+
+    # Checkpoints ------------------------------------------------------------------------
+
+    def on_train_start(self) -> None:
+        self.weights_step = self.global_step
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.vae_config is not None:
+            checkpoint["vae_config"] = self.vae_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.weights_step = checkpoint["global_step"]
+
+
+def gaussian_vae(dim: int, **kwargs: Any) -> VAE:
+    """VAE with a dim-dimensional Gaussian latent (kwargs as for VAE)."""
+    return VAE(GaussianLatent(dim), **kwargs)
+
+
+def categorical_vae(num_variables: int, num_classes: int, hard: bool = False, **kwargs: Any) -> VAE:
+    """VAE with num_variables categoricals of num_classes each; hard=True for straight-through."""
+    return VAE(CategoricalLatent(num_variables, num_classes, hard), **kwargs)

@@ -1,0 +1,129 @@
+"""Encoder and decoder blocks, shared by every latent.
+
+Plain nn.Modules that know nothing of Lightning, Hydra or W&B. An encoder maps images
+(B, C, H, W) to a flat vector of latent parameters (B, out_features); a decoder maps a flat
+latent code (B, in_features) to Bernoulli logits over pixels (B, C, H, W). The latent decides
+out_features and in_features (vae/latents.py), so the same block serves both models.
+
+Defaults follow Jang et al.'s notebook: 784-512-256 ReLU encoder, mirrored decoder, and no
+activation on the latent parameters (a ReLU there would clip the logits at 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from vae.validation import require, require_positive_int
+
+MNIST_SHAPE = (1, 28, 28)
+
+
+def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
+    """Linear layers between consecutive sizes, ReLU between them and none after the last."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return layers
+
+
+def _check_sizes(name: str, sizes: Sequence[int]) -> None:
+    require(len(sizes) > 0, name, list(sizes), "must list at least one hidden size")
+    for size in sizes:
+        require_positive_int(name, size)
+
+
+class MLPEncoder(nn.Sequential):
+    """(B, C, H, W) images -> (B, out_features) latent parameters."""
+
+    def __init__(
+        self,
+        out_features: int,
+        hidden_sizes: Sequence[int] = (512, 256),
+        image_shape: Sequence[int] = MNIST_SHAPE,
+    ) -> None:
+        _check_sizes("hidden_sizes", hidden_sizes)
+        c, h, w = image_shape
+        super().__init__(nn.Flatten(), *_mlp([c * h * w, *hidden_sizes, out_features]))
+
+
+class MLPDecoder(nn.Module):
+    """(B, in_features) latent code -> (B, C, H, W) Bernoulli logits."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: Sequence[int] = (256, 512),
+        image_shape: Sequence[int] = MNIST_SHAPE,
+    ) -> None:
+        super().__init__()
+        _check_sizes("hidden_sizes", hidden_sizes)
+        self.image_shape = tuple(image_shape)
+        c, h, w = self.image_shape
+        self.net = nn.Sequential(*_mlp([in_features, *hidden_sizes, c * h * w]))
+
+    def forward(self, code: Tensor) -> Tensor:
+        return self.net(code).view(-1, *self.image_shape)  # (B, C, H, W)
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions (28 -> 14 -> 7), then an MLP head to the latent parameters."""
+
+    def __init__(
+        self,
+        out_features: int,
+        channels: Sequence[int] = (32, 64),
+        hidden_size: int = 256,
+        image_shape: Sequence[int] = MNIST_SHAPE,
+    ) -> None:
+        super().__init__()
+        _check_sizes("channels", channels)
+        require_positive_int("hidden_size", hidden_size)
+        c, h, w = image_shape
+        c1, c2 = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(c, c1, 4, stride=2, padding=1),  # (B, c1, H/2, W/2)
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1),  # (B, c2, H/4, W/4)
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(c2 * (h // 4) * (w // 4), hidden_size),
+            nn.ReLU(),
+            nn.Linear(hidden_size, out_features),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """The ConvEncoder mirrored with transposed convolutions (7 -> 14 -> 28)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        channels: Sequence[int] = (64, 32),
+        hidden_size: int = 256,
+        image_shape: Sequence[int] = MNIST_SHAPE,
+    ) -> None:
+        super().__init__()
+        _check_sizes("channels", channels)
+        require_positive_int("hidden_size", hidden_size)
+        c, h, w = image_shape
+        c1, c2 = channels
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden_size),
+            nn.ReLU(),
+            nn.Linear(hidden_size, c1 * (h // 4) * (w // 4)),
+            nn.ReLU(),
+            nn.Unflatten(1, (c1, h // 4, w // 4)),  # (B, c1, H/4, W/4)
+            nn.ConvTranspose2d(c1, c2, 4, stride=2, padding=1),  # (B, c2, H/2, W/2)
+            nn.ReLU(),
+            nn.ConvTranspose2d(c2, c, 4, stride=2, padding=1),  # (B, C, H, W) logits
+        )
+
+    def forward(self, code: Tensor) -> Tensor:
+        return self.net(code)

@@ -1,0 +1,92 @@
+"""Temperature (tau) schedules for the Gumbel-Softmax relaxation.
+
+Every schedule is a pure function of the global training step t (the number of optimizer
+steps taken so far): never reset per epoch, never compounded, so resuming from a checkpoint
+(which restores t) restores tau exactly.
+
+- Constant:    tau = tau0
+- Exponential: tau = max(tau_min, tau0 * exp(-rate * t_N)), t_N = N * floor(t / N)
+               (Jang et al. 2017, updated every N steps; the authors' notebook uses
+               rate = 3e-5, N = 1000, tau_min = 0.5, which reaches 0.5 near step 23k)
+- Linear:      tau0 -> tau_min over num_steps, then tau_min
+- Cosine:      tau_min + (tau0 - tau_min) * (1 + cos(pi * t / num_steps)) / 2, then tau_min
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+from vae.validation import require, require_positive_float, require_positive_int
+
+
+class TemperatureSchedule(ABC):
+    """tau as a function of the global step."""
+
+    @abstractmethod
+    def __call__(self, step: int) -> float: ...
+
+
+class ConstantTemperature(TemperatureSchedule):
+    def __init__(self, tau0: float = 1.0) -> None:
+        require_positive_float("tau0", tau0)
+        self.tau0 = float(tau0)
+
+    def __call__(self, step: int) -> float:
+        return self.tau0
+
+
+class _AnnealedTemperature(TemperatureSchedule):
+    """Shared checks: tau decays from tau0 to tau_min > 0."""
+
+    def __init__(self, tau0: float, tau_min: float) -> None:
+        require_positive_float("tau0", tau0)
+        require_positive_float("tau_min", tau_min)
+        # tau_min == tau0 is the peer bug that silently never anneals: say so.
+        require(
+            tau_min < tau0,
+            "tau_min",
+            tau_min,
+            f"must be < tau0 ({tau0}); for a fixed tau use tau=constant",
+        )
+        self.tau0, self.tau_min = float(tau0), float(tau_min)
+
+
+class ExponentialTemperature(_AnnealedTemperature):
+    def __init__(
+        self,
+        tau0: float = 1.0,
+        tau_min: float = 0.5,
+        rate: float = 3e-5,
+        update_every: int = 1000,
+    ) -> None:
+        super().__init__(tau0, tau_min)
+        require_positive_float("rate", rate)
+        require_positive_int("update_every", update_every)
+        self.rate, self.update_every = float(rate), update_every
+
+    def __call__(self, step: int) -> float:
+        t = step - step % self.update_every  # tau changes only every `update_every` steps
+        return max(self.tau_min, self.tau0 * math.exp(-self.rate * t))
+
+
+class LinearTemperature(_AnnealedTemperature):
+    def __init__(self, tau0: float = 1.0, tau_min: float = 0.5, num_steps: int = 50_000) -> None:
+        super().__init__(tau0, tau_min)
+        require_positive_int("num_steps", num_steps)
+        self.num_steps = num_steps
+
+    def __call__(self, step: int) -> float:
+        progress = min(step / self.num_steps, 1.0)
+        return self.tau0 + (self.tau_min - self.tau0) * progress
+
+
+class CosineTemperature(_AnnealedTemperature):
+    def __init__(self, tau0: float = 1.0, tau_min: float = 0.5, num_steps: int = 50_000) -> None:
+        super().__init__(tau0, tau_min)
+        require_positive_int("num_steps", num_steps)
+        self.num_steps = num_steps
+
+    def __call__(self, step: int) -> float:
+        progress = min(step / self.num_steps, 1.0)
+        return self.tau_min + (self.tau0 - self.tau_min) * 0.5 * (1 + math.cos(math.pi * progress))
