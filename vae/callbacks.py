@@ -48,7 +48,7 @@ class ImageGrids(L.Callback):
             reconstruction = pl_module.decode(pl_module.encode(x).sample()).mean  # (D, 1, 28, 28)
             z = pl_module.prior().sample((self.num_samples,))
             samples = pl_module.decode(z).mean  # (S, 1, 28, 28)
-        # Rows of 8: digits on the left half, their reconstructions on the right half.
+        # Each test digit followed by its reconstruction, 8 pairs per row.
         pairs = torch.stack([x.view(-1, 8, 1, 28, 28), reconstruction.view(-1, 8, 1, 28, 28)], 1)
         grids = {
             "reconstructions": make_grid(pairs.transpose(1, 2).reshape(-1, 1, 28, 28), nrow=16),
