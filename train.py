@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,6 @@ from vae.checkpoint import CheckpointError, build_model, read_checkpoint
 from vae.config import ConfigError, call_checked, instantiate_node
 from vae.data import DataNotFoundError
 from vae.module import NonFiniteLossError
-
-log = logging.getLogger("train")
-
 
 def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """Everything that can reject a config value, built before any work starts."""
@@ -91,8 +87,8 @@ def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
     except (ConfigError, DataNotFoundError, NonFiniteLossError) as e:
-        # Expected failures get one clear message, not a traceback.
-        log.error("%s: %s", type(e).__name__, e)
+        # Expected failures get one clear message on stderr, not a traceback.
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 
 

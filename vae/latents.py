@@ -17,10 +17,30 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal, OneHotCategorical
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    Independent,
+    Normal,
+    OneHotCategorical,
+)
 
 from vae.gumbel import gumbel_softmax
 from vae.validation import require_positive_int
+
+
+class _UncheckedOneHotCategorical(OneHotCategorical):
+    """OneHotCategorical without argument validation, inner Categorical included.
+
+    torch builds the inner Categorical with the default validate_args whatever is passed
+    (torch/distributions/one_hot_categorical.py), which costs a host sync every step and turns
+    a NaN into a ValueError before the training step can report the step and tau.
+    """
+
+    def __init__(self, logits: Tensor) -> None:
+        self._categorical = Categorical(logits=logits, validate_args=False)
+        batch_shape, event_shape = self._categorical.batch_shape, self._categorical.param_shape[-1:]
+        Distribution.__init__(self, batch_shape, event_shape, validate_args=False)
 
 
 class GaussianLatent(nn.Module):
@@ -75,11 +95,11 @@ class CategoricalLatent(nn.Module):
     def posterior(self, params: Tensor) -> Distribution:
         """q(z|x) from encoder output (B, N*K): batch_shape (B,), event_shape (N, K)."""
         logits = params.float().view(-1, self.num_variables, self.num_classes)  # (B, N, K)
-        return Independent(OneHotCategorical(logits=logits, validate_args=False), 1)
+        return Independent(_UncheckedOneHotCategorical(logits), 1, validate_args=False)
 
     def prior(self) -> Distribution:
         """p(z) uniform over K classes per variable: batch_shape (), event_shape (N, K)."""
-        return Independent(OneHotCategorical(logits=self._uniform_logits, validate_args=False), 1)
+        return Independent(_UncheckedOneHotCategorical(self._uniform_logits), 1, validate_args=False)
 
     def rsample(self, q: Distribution, temperature: float | None = None) -> Tensor:
         """Relaxed (or straight-through if hard) sample, (B, N, K), at temperature tau."""

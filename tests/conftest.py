@@ -1,0 +1,69 @@
+"""Shared fixtures: the real MNIST, and the real train.yaml composed with test-safe overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+def _has_mnist(root: Path) -> bool:
+    return (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """Where MNIST is: $MNIST_ROOT, the repo's data/, or ../shared/data beside the repo.
+
+    With none of them, data/ is returned and the data module downloads into it (or fails
+    with its message naming the folder and the data.root= override).
+    """
+    candidates = [os.environ.get("MNIST_ROOT"), REPO / "data", REPO.parent / "shared" / "data"]
+    for candidate in candidates:
+        if candidate and _has_mnist(Path(candidate)):
+            return Path(candidate)
+    return REPO / "data"
+
+
+@pytest.fixture(autouse=True)
+def _wandb_offline(monkeypatch):
+    """Tests never reach W&B's servers, whatever the machine's login."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def compose_config(overrides: list[str], output_dir: Path, mnist_root: Path) -> DictConfig:
+    """train.yaml with `overrides`, writing to output_dir, reading MNIST from mnist_root."""
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"data.root={mnist_root}",
+                "callbacks.progress_bar.refresh_rate=0",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+    # ${hydra:...} interpolations (the model name in run names) need a live HydraConfig.
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]  # as in a real run, where @hydra.main hands over the job config only
+    return cfg
+
+
+@pytest.fixture
+def make_config(tmp_path, mnist_root):
+    """make_config(overrides, name="run") -> composed config writing to tmp_path/name."""
+
+    def make(overrides: list[str], name: str = "run") -> DictConfig:
+        return compose_config(overrides, tmp_path / name, mnist_root)
+
+    return make

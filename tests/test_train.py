@@ -1,0 +1,117 @@
+"""train.train() end to end on the real MNIST, a few batches at a time (seconds each)."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from torch.distributions import kl_divergence
+
+import train
+import vae
+from vae.module import NonFiniteLossError, VAE
+from vae.temperature import ExponentialTemperature
+
+SHORT = ["logger=csv", "trainer.limit_val_batches=1", "data.eval_batch_size=500"]
+# tau changes at every step so a wrong step shows up as a wrong tau.
+FAST_TAU = ["tau.rate=0.01", "tau.update_every=1", "tau.tau_min=0.1"]
+
+
+def _csv_rows(run_dir):
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model", ["gaussian", "categorical"])
+def test_fast_dev_run(make_config, tmp_path, model):
+    metrics = train.train(make_config([f"model={model}", "debug=fast"]))
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written == pytest.approx(metrics)
+    for stage in ("val", "test"):
+        assert written[f"{stage}/neg_elbo"] == pytest.approx(
+            written[f"{stage}/recon"] + written[f"{stage}/kl"], rel=1e-5
+        )
+    assert ("test/neg_elbo_relaxed" in written) == (model == "categorical")
+    assert (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_tau_and_step_survive_a_checkpoint_and_a_resume(make_config, tmp_path):
+    first = make_config([*SHORT, *FAST_TAU, "trainer.max_epochs=2", "trainer.limit_train_batches=15"], "first")
+    train.train(first)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    schedule = ExponentialTemperature(tau0=1.0, tau_min=0.1, rate=0.01, update_every=1)
+
+    model = vae.load(last)
+    assert model.weights_step == 30
+    assert model.tau == schedule(30) < 1.0
+
+    resumed = make_config(
+        [*SHORT, *FAST_TAU, "trainer.max_epochs=3", "trainer.limit_train_batches=15", f"ckpt_path={last}"],
+        "resumed",
+    )
+    metrics = train.train(resumed)
+    assert metrics["global_step"] == 45
+    rows = [r for r in _csv_rows(tmp_path / "resumed") if r.get("train/tau")]
+    steps = [int(r["step"]) for r in rows]
+    assert steps[0] == 30 and steps[-1] == 44  # continued, not restarted
+    for row in rows:
+        assert float(row["train/tau"]) == pytest.approx(schedule(int(row["step"])))
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(make_config):
+    overrides = [*SHORT, "trainer.max_epochs=1", "trainer.limit_train_batches=20"]
+    a = train.train(make_config([*overrides, "seed=5"], "a"))
+    b = train.train(make_config([*overrides, "seed=5"], "b"))
+    c = train.train(make_config([*overrides, "seed=6"], "c"))
+    keys = [k for k in a if k.startswith(("val/", "test/"))]
+    assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+    assert a["test/neg_elbo"] != c["test/neg_elbo"]
+
+
+def test_non_finite_loss_stops_naming_step_and_tau_and_keeps_checkpoints(
+    make_config, tmp_path, monkeypatch
+):
+    encode = VAE.encode
+
+    def encode_that_breaks_at_step_25(self, x):
+        if self.training and self.global_step >= 25:
+            x = x * float("nan")
+        return encode(self, x)
+
+    monkeypatch.setattr(VAE, "encode", encode_that_breaks_at_step_25)
+    cfg = make_config([*SHORT, *FAST_TAU, "trainer.max_epochs=5", "trainer.limit_train_batches=10"])
+    with pytest.raises(NonFiniteLossError, match=r"global step 25 with tau=0\.7788"):
+        train.train(cfg)
+    monkeypatch.setattr(VAE, "encode", encode)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 20
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
+    assert vae.load(tmp_path / "run" / "checkpoints" / "last.ckpt").weights_step == 20
+
+
+def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(make_config, tmp_path):
+    metrics = train.train(make_config(["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=50"]))
+    model = vae.load(metrics["checkpoint"])
+    from vae.data import MNISTDataModule
+
+    datamodule = MNISTDataModule(root=model_root(make_config))
+    datamodule.setup()
+    torch.manual_seed(123)
+    recon, kl = [], []
+    with torch.no_grad():
+        for x in datamodule.test_dataloader():
+            q = model.encode(x)  # q(z|x)
+            recon.append(-model.decode(q.sample()).log_prob(x))  # -log p(x|z), z one-hot
+            kl.append(kl_divergence(q, model.prior()))  # KL(q(z|x) || p(z))
+    recon, kl = torch.cat(recon), torch.cat(kl)
+    assert recon.shape == kl.shape == (10_000,)
+    # The KL has no sampling: equal up to float32 summation order.
+    assert kl.mean().item() == pytest.approx(metrics["test/kl"], rel=1e-5)
+    # The reconstruction term is a one-sample estimate: equal within Monte Carlo error.
+    standard_error = recon.std().item() / math.sqrt(len(recon))
+    assert abs(recon.mean().item() - metrics["test/recon"]) < 5 * math.sqrt(2) * standard_error
+
+
+def model_root(make_config):
+    return make_config([]).data.root
