@@ -58,11 +58,13 @@ class ImageGrids(L.Callback):
         image_dir.mkdir(parents=True, exist_ok=True)
         for name, grid in grids.items():
             save_image(grid, image_dir / f"{name}-epoch={trainer.current_epoch:03d}.png")
+            # (H, W, 3) uint8: W&B's own conversion of float tensors gives black images.
+            pixels = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu()
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     logger.log_image(
                         key=f"images/{name}",
-                        images=[grid.float().cpu()],
+                        images=[pixels.numpy()],
                         caption=[f"epoch {trainer.current_epoch}"],
                         step=trainer.global_step,
                     )

@@ -1,0 +1,87 @@
+"""Real training on the real MNIST: a few hundred steps of each model, logged to W&B offline.
+
+Marked slow (about a minute); the README's test command and CI run it.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import train
+import vae
+from vae.data import MNISTDataModule
+from wandb_records import config, history
+
+pytestmark = pytest.mark.slow
+
+STEPS = 300
+
+
+def _val_neg_elbo(model, datamodule) -> float:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        values = [model.negative_elbo(x, model.encode(x).sample(), model.encode(x))["neg_elbo"]
+                  for x in datamodule.val_dataloader()]
+    return torch.cat(values).mean().item()
+
+
+@pytest.mark.parametrize("model_name", ["gaussian", "categorical"])
+def test_a_few_hundred_steps_learn_and_log_everything(make_config, tmp_path, model_name):
+    cfg = make_config([f"model={model_name}", "logger=wandb", "trainer.max_epochs=2",
+                       f"trainer.limit_train_batches={STEPS // 2}", "seed=1"])
+    untrained = train._build_checked(cfg)[1]
+    datamodule = MNISTDataModule(root=cfg.data.root)
+    datamodule.setup()
+    start = _val_neg_elbo(untrained, datamodule)
+
+    metrics = train.train(cfg)
+    run_dir = tmp_path / "run"
+
+    # Learning: val -ELBO far below where it started (~540 nats for an untrained decoder).
+    assert start > 400
+    assert metrics["val/neg_elbo"] < start - 250
+    assert metrics["global_step"] == STEPS
+
+    # metrics.json and checkpoints on disk; the best checkpoint reproduces the val number.
+    assert json.loads((run_dir / "metrics.json").read_text()) == pytest.approx(metrics)
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    best = vae.load(metrics["checkpoint"])
+    assert _val_neg_elbo(best, datamodule) == pytest.approx(metrics["val/neg_elbo"], abs=1.0)
+
+    # The W&B offline run: resolved config, every-step metrics and tau, val/test numbers, images.
+    (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    logged = config(run_file)
+    assert logged["model"]["_target_"].endswith(f"{model_name}_vae")
+    assert logged["seed"] == 1
+    rows = history(run_file)
+    train_steps = [r["trainer/global_step"] for r in rows if "train/neg_elbo" in r]
+    assert train_steps == list(range(STEPS))
+    taus = [r["train/tau"] for r in rows if "train/tau" in r]
+    assert len(taus) == (STEPS if model_name == "categorical" else 0)
+    assert [r["val/neg_elbo"] for r in rows if "val/neg_elbo" in r][-1] == pytest.approx(
+        metrics["val/neg_elbo"], abs=5.0  # last epoch's weights vs. the best checkpoint's
+    )
+    assert any(r.get("test/neg_elbo") == pytest.approx(metrics["test/neg_elbo"]) for r in rows)
+    for name in ("reconstructions", "prior_samples"):
+        files = [f for r in rows for f in r.get(f"images/{name}/filenames", [])]
+        assert len(files) == 2  # one per epoch
+        pixels = [np.asarray(Image.open(run_file.parent / "files" / f)) for f in files]
+        for image in pixels:
+            assert image.dtype == np.uint8 and image.std() > 20  # digits, not a blank image
+        assert not np.array_equal(pixels[0], pixels[1])  # the model changed between epochs
+
+
+def test_resumed_run_continues_from_the_saved_step(make_config, tmp_path):
+    first = make_config(["model=categorical", "logger=csv", "trainer.max_epochs=1",
+                         "trainer.limit_train_batches=200"], "first")
+    train.train(first)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    before = vae.load(last)
+    resumed = make_config(["model=categorical", "logger=csv", "trainer.max_epochs=2",
+                           "trainer.limit_train_batches=200", f"ckpt_path={last}"], "resumed")
+    metrics = train.train(resumed)
+    assert before.weights_step == 200 and metrics["global_step"] == 400
+    assert metrics["tau"] == pytest.approx(before.temperature(400))
