@@ -44,6 +44,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint; returns (and writes) the final metrics."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
     datamodule, model = _build_checked(cfg)
+    datamodule.prepare_data()  # MNIST on disk (or downloaded) before a run directory exists
 
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

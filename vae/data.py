@@ -153,7 +153,7 @@ class MNISTDataModule(L.LightningDataModule):
         reason = f"download failed: {error}" if error else "download=false"
         raise DataNotFoundError(
             f"MNIST not found in {raw.resolve()}/ and {reason}.\n"
-            f"Expected files: {', '.join(MNIST_FILES)} (optionally .gz).\n"
+            f"Expected files: {', '.join(MNIST_FILES)}.\n"
             "Put them there, or point the run at a folder holding MNIST/raw/ with "
             "data.root=/path/to/folder"
         )
