@@ -39,6 +39,15 @@ def test_every_model_network_and_schedule_builds_and_computes_a_finite_loss(
     assert (vae.temperature is not None) == (model == "categorical")
 
 
+@pytest.mark.parametrize("optimizer", GROUPS["optimizer"])
+def test_every_optimizer_builds(make_config, optimizer):
+    cfg = make_config([f"optimizer={optimizer}", "optimizer.lr=0.0123"])
+    _, vae = train._build_checked(cfg)
+    built = vae.configure_optimizers()
+    assert type(built).__name__.lower() == optimizer
+    assert built.param_groups[0]["lr"] == 0.0123
+
+
 @pytest.mark.parametrize("logger", GROUPS["logger"])
 def test_every_logger_trainer_and_callback_instantiates(make_config, logger):
     cfg = make_config([f"logger={logger}"])

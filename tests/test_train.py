@@ -23,9 +23,10 @@ def _csv_rows(run_dir):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("model", ["gaussian", "categorical"])
-def test_fast_dev_run(make_config, tmp_path, model):
-    metrics = train.train(make_config([f"model={model}", "debug=fast"]))
+@pytest.mark.parametrize("model, extra", [("gaussian", []), ("categorical", []),
+                                          ("categorical", ["model.hard=true"])])
+def test_fast_dev_run(make_config, tmp_path, model, extra):
+    metrics = train.train(make_config([f"model={model}", "debug=fast", *extra]))
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
     for stage in ("val", "test"):
@@ -115,3 +116,21 @@ def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(
 
 def model_root(make_config):
     return make_config([]).data.root
+
+
+def test_hard_mode_trains_on_exactly_one_hot_codes(make_config, monkeypatch):
+    seen = []
+    decode = VAE.decode
+
+    def recording_decode(self, z):
+        if self.training:
+            seen.append(z.detach().clone())
+        return decode(self, z)
+
+    monkeypatch.setattr(VAE, "decode", recording_decode)
+    cfg = make_config([*SHORT, "model.hard=true", "trainer.max_steps=3", "test=false"])
+    train.train(cfg)
+    assert len(seen) == 3
+    for z in seen:
+        assert z.shape == (100, 20, 10)
+        assert set(z.unique().tolist()) == {0.0, 1.0} and (z.sum(-1) == 1).all()
