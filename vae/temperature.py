@@ -70,23 +70,25 @@ class ExponentialTemperature(_AnnealedTemperature):
         return max(self.tau_min, self.tau0 * math.exp(-self.rate * t))
 
 
-class LinearTemperature(_AnnealedTemperature):
+class _FixedLengthTemperature(_AnnealedTemperature):
+    """Anneals from tau0 at step 0 to tau_min at step num_steps, then stays at tau_min."""
+
     def __init__(self, tau0: float = 1.0, tau_min: float = 0.5, num_steps: int = 50_000) -> None:
         super().__init__(tau0, tau_min)
         require_positive_int("num_steps", num_steps)
         self.num_steps = num_steps
 
+    def progress(self, step: int) -> float:
+        """Fraction of the annealing done at `step`, in [0, 1]."""
+        return min(step / self.num_steps, 1.0)
+
+
+class LinearTemperature(_FixedLengthTemperature):
     def __call__(self, step: int) -> float:
-        progress = min(step / self.num_steps, 1.0)
-        return self.tau0 + (self.tau_min - self.tau0) * progress
+        return self.tau0 + (self.tau_min - self.tau0) * self.progress(step)
 
 
-class CosineTemperature(_AnnealedTemperature):
-    def __init__(self, tau0: float = 1.0, tau_min: float = 0.5, num_steps: int = 50_000) -> None:
-        super().__init__(tau0, tau_min)
-        require_positive_int("num_steps", num_steps)
-        self.num_steps = num_steps
-
+class CosineTemperature(_FixedLengthTemperature):
     def __call__(self, step: int) -> float:
-        progress = min(step / self.num_steps, 1.0)
-        return self.tau_min + (self.tau0 - self.tau_min) * 0.5 * (1 + math.cos(math.pi * progress))
+        cosine = 0.5 * (1 + math.cos(math.pi * self.progress(step)))  # 1 -> 0
+        return self.tau_min + (self.tau0 - self.tau_min) * cosine
