@@ -1,9 +1,9 @@
 """Train a VAE on MNIST: compose the config, build the objects, fit, test, write metrics.json.
 
-    python train.py model=categorical
-    python train.py model=gaussian trainer.max_epochs=3
-    python train.py model=categorical model.hard=true tau=cosine seed=3
-    python train.py <same overrides> ckpt_path=runs/.../checkpoints/last.ckpt   # resume
+python train.py model=categorical
+python train.py model=gaussian trainer.max_epochs=3
+python train.py model=categorical model.hard=true tau=cosine seed=3
+python train.py <same overrides> ckpt_path=runs/.../checkpoints/last.ckpt   # resume
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from vae.checkpoint import CheckpointError, build_model, read_checkpoint
 from vae.config import ConfigError, call_checked, instantiate_node
 from vae.data import DataNotFoundError
 from vae.module import NonFiniteLossError
+
 
 def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """Everything that can reject a config value, built before any work starts."""

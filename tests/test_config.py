@@ -78,7 +78,9 @@ def test_every_logger_trainer_and_callback_instantiates(make_config, logger):
         ("ckpt_path=/no/such.ckpt", "ckpt_path='/no/such.ckpt': /no/such.ckpt: no such"),
     ],
 )
-def test_bad_values_stop_before_any_work_naming_key_and_value(make_config, tmp_path, override, message):
+def test_bad_values_stop_before_any_work_naming_key_and_value(
+    make_config, tmp_path, override, message
+):
     cfg = make_config(override.split())
     with pytest.raises(ConfigError) as error:
         train.train(cfg)
@@ -89,7 +91,10 @@ def test_bad_values_stop_before_any_work_naming_key_and_value(make_config, tmp_p
 def _cli(*overrides: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "train.py"), *overrides, "paths.log_dir=" + str(cwd / "runs")],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -109,6 +114,8 @@ def test_cli_unknown_schedule_lists_the_options(tmp_path):
 def test_cli_bad_value_is_one_message_without_a_traceback(tmp_path):
     result = _cli("tau.tau0=-1", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: tau.tau0=-1 is not allowed: must be a finite number > 0")
+    assert result.stderr.startswith(
+        "error: tau.tau0=-1 is not allowed: must be a finite number > 0"
+    )
     assert "Traceback" not in result.stderr + result.stdout
     assert not list(tmp_path.glob("runs/**/metrics.json"))

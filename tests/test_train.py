@@ -10,7 +10,7 @@ from torch.distributions import kl_divergence
 
 import train
 import vae
-from vae.module import NonFiniteLossError, VAE
+from vae.module import VAE, NonFiniteLossError
 from vae.temperature import ExponentialTemperature
 
 SHORT = ["logger=csv", "trainer.limit_val_batches=1", "data.eval_batch_size=500"]
@@ -23,8 +23,9 @@ def _csv_rows(run_dir):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("model, extra", [("gaussian", []), ("categorical", []),
-                                          ("categorical", ["model.hard=true"])])
+@pytest.mark.parametrize(
+    "model, extra", [("gaussian", []), ("categorical", []), ("categorical", ["model.hard=true"])]
+)
 def test_fast_dev_run(make_config, tmp_path, model, extra):
     metrics = train.train(make_config([f"model={model}", "debug=fast", *extra]))
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -38,7 +39,9 @@ def test_fast_dev_run(make_config, tmp_path, model, extra):
 
 
 def test_tau_and_step_survive_a_checkpoint_and_a_resume(make_config, tmp_path):
-    first = make_config([*SHORT, *FAST_TAU, "trainer.max_epochs=2", "trainer.limit_train_batches=15"], "first")
+    first = make_config(
+        [*SHORT, *FAST_TAU, "trainer.max_epochs=2", "trainer.limit_train_batches=15"], "first"
+    )
     train.train(first)
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     schedule = ExponentialTemperature(tau0=1.0, tau_min=0.1, rate=0.01, update_every=1)
@@ -48,7 +51,13 @@ def test_tau_and_step_survive_a_checkpoint_and_a_resume(make_config, tmp_path):
     assert model.tau == schedule(30) < 1.0
 
     resumed = make_config(
-        [*SHORT, *FAST_TAU, "trainer.max_epochs=3", "trainer.limit_train_batches=15", f"ckpt_path={last}"],
+        [
+            *SHORT,
+            *FAST_TAU,
+            "trainer.max_epochs=3",
+            "trainer.limit_train_batches=15",
+            f"ckpt_path={last}",
+        ],
         "resumed",
     )
     metrics = train.train(resumed)
@@ -91,8 +100,12 @@ def test_non_finite_loss_stops_naming_step_and_tau_and_keeps_checkpoints(
     assert vae.load(tmp_path / "run" / "checkpoints" / "last.ckpt").weights_step == 20
 
 
-def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(make_config, tmp_path):
-    metrics = train.train(make_config(["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=50"]))
+def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(
+    make_config, tmp_path
+):
+    metrics = train.train(
+        make_config(["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=50"])
+    )
     model = vae.load(metrics["checkpoint"])
     from vae.data import MNISTDataModule
 

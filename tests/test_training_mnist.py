@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from wandb_records import config, history
 
 import train
 import vae
 from vae.data import MNISTDataModule
-from wandb_records import config, history
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +23,24 @@ STEPS = 300
 def _val_neg_elbo(model, datamodule) -> float:
     torch.manual_seed(0)
     with torch.no_grad():
-        values = [model.negative_elbo(x, model.encode(x).sample(), model.encode(x))["neg_elbo"]
-                  for x in datamodule.val_dataloader()]
+        values = [
+            model.negative_elbo(x, model.encode(x).sample(), model.encode(x))["neg_elbo"]
+            for x in datamodule.val_dataloader()
+        ]
     return torch.cat(values).mean().item()
 
 
 @pytest.mark.parametrize("model_name", ["gaussian", "categorical"])
 def test_a_few_hundred_steps_learn_and_log_everything(make_config, tmp_path, model_name):
-    cfg = make_config([f"model={model_name}", "logger=wandb", "trainer.max_epochs=2",
-                       f"trainer.limit_train_batches={STEPS // 2}", "seed=1"])
+    cfg = make_config(
+        [
+            f"model={model_name}",
+            "logger=wandb",
+            "trainer.max_epochs=2",
+            f"trainer.limit_train_batches={STEPS // 2}",
+            "seed=1",
+        ]
+    )
     untrained = train._build_checked(cfg)[1]
     datamodule = MNISTDataModule(root=cfg.data.root)
     datamodule.setup()
@@ -62,7 +71,8 @@ def test_a_few_hundred_steps_learn_and_log_everything(make_config, tmp_path, mod
     taus = [r["train/tau"] for r in rows if "train/tau" in r]
     assert len(taus) == (STEPS if model_name == "categorical" else 0)
     assert [r["val/neg_elbo"] for r in rows if "val/neg_elbo" in r][-1] == pytest.approx(
-        metrics["val/neg_elbo"], abs=5.0  # last epoch's weights vs. the best checkpoint's
+        metrics["val/neg_elbo"],
+        abs=5.0,  # last epoch's weights vs. the best checkpoint's
     )
     assert any(r.get("test/neg_elbo") == pytest.approx(metrics["test/neg_elbo"]) for r in rows)
     for name in ("reconstructions", "prior_samples"):
@@ -75,13 +85,28 @@ def test_a_few_hundred_steps_learn_and_log_everything(make_config, tmp_path, mod
 
 
 def test_resumed_run_continues_from_the_saved_step(make_config, tmp_path):
-    first = make_config(["model=categorical", "logger=csv", "trainer.max_epochs=1",
-                         "trainer.limit_train_batches=200"], "first")
+    first = make_config(
+        [
+            "model=categorical",
+            "logger=csv",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=200",
+        ],
+        "first",
+    )
     train.train(first)
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     before = vae.load(last)
-    resumed = make_config(["model=categorical", "logger=csv", "trainer.max_epochs=2",
-                           "trainer.limit_train_batches=200", f"ckpt_path={last}"], "resumed")
+    resumed = make_config(
+        [
+            "model=categorical",
+            "logger=csv",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=200",
+            f"ckpt_path={last}",
+        ],
+        "resumed",
+    )
     metrics = train.train(resumed)
     assert before.weights_step == 200 and metrics["global_step"] == 400
     assert metrics["tau"] == pytest.approx(before.temperature(400))

@@ -120,7 +120,9 @@ class MNISTDataModule(L.LightningDataModule):
             val_size,
             f"must be < {MNIST_TRAIN_SIZE}, the number of MNIST training images",
         )
-        require(binarization in BINARIZATIONS, "binarization", binarization, f"one of {BINARIZATIONS}")
+        require(
+            binarization in BINARIZATIONS, "binarization", binarization, f"one of {BINARIZATIONS}"
+        )
         self.root = Path(root)
         self.batch_size, self.eval_batch_size, self.val_size = batch_size, eval_batch_size, val_size
         self.binarization, self.download = binarization, download

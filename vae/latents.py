@@ -99,7 +99,9 @@ class CategoricalLatent(nn.Module):
 
     def prior(self) -> Distribution:
         """p(z) uniform over K classes per variable: batch_shape (), event_shape (N, K)."""
-        return Independent(_UncheckedOneHotCategorical(self._uniform_logits), 1, validate_args=False)
+        return Independent(
+            _UncheckedOneHotCategorical(self._uniform_logits), 1, validate_args=False
+        )
 
     def rsample(self, q: Distribution, temperature: float | None = None) -> Tensor:
         """Relaxed (or straight-through if hard) sample, (B, N, K), at temperature tau."""

@@ -23,7 +23,7 @@ MNIST_SHAPE = (1, 28, 28)
 def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
     """Linear layers between consecutive sizes, ReLU between them and none after the last."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
