@@ -41,10 +41,21 @@ def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningM
     return datamodule, model
 
 
+def _refuse_to_overwrite(output_dir: Path) -> None:
+    """A run never writes into a directory that already holds another run's results."""
+    taken = [name for name in ("checkpoints", "metrics.json") if (output_dir / name).exists()]
+    if taken:
+        raise ConfigError(
+            f"paths.output_dir={str(output_dir)!r} already holds {' and '.join(taken)} of another"
+            " run; choose a new directory (hydra.run.dir=...) to keep them intact"
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint; returns (and writes) the final metrics."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
     datamodule, model = _build_checked(cfg)
+    _refuse_to_overwrite(Path(cfg.paths.output_dir))
     datamodule.prepare_data()  # MNIST on disk (or downloaded) before a run directory exists
 
     output_dir = Path(cfg.paths.output_dir)

@@ -10,6 +10,7 @@ from torch.distributions import kl_divergence
 
 import train
 import vae
+from vae.config import ConfigError
 from vae.module import VAE, NonFiniteLossError
 from vae.temperature import ExponentialTemperature
 
@@ -147,3 +148,13 @@ def test_hard_mode_trains_on_exactly_one_hot_codes(make_config, monkeypatch):
     for z in seen:
         assert z.shape == (100, 20, 10)
         assert set(z.unique().tolist()) == {0.0, 1.0} and (z.sum(-1) == 1).all()
+
+
+def test_a_new_run_never_writes_into_a_finished_run(make_config, tmp_path):
+    cfg = make_config(["debug=fast"])
+    train.train(cfg)
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    before = checkpoint.read_bytes()
+    with pytest.raises(ConfigError, match="already holds checkpoints and metrics.json"):
+        train.train(make_config(["debug=fast", "seed=1"]))
+    assert checkpoint.read_bytes() == before
