@@ -125,13 +125,14 @@ class VAE(L.LightningModule):
 
     def _evaluation_step(self, x: Tensor, stage: str) -> None:
         q = self.encode(x)
-        batch_size = x.shape[0]
+        # Means over the whole split, weighted by batch size, across processes when distributed.
+        log = {"batch_size": x.shape[0], "sync_dist": True}
         # z ~ q(z|x) exactly: one-hot for the categorical latent.
         for name, value in self.negative_elbo(x, q.sample(), q).items():
-            self.log(f"{stage}/{name}", value.mean(), batch_size=batch_size)
+            self.log(f"{stage}/{name}", value.mean(), **log)
         if self.temperature is not None:
             relaxed = self.negative_elbo(x, self.latent.rsample(q, self.tau), q)["neg_elbo"]
-            self.log(f"{stage}/neg_elbo_relaxed", relaxed.mean(), batch_size=batch_size)
+            self.log(f"{stage}/neg_elbo_relaxed", relaxed.mean(), **log)
 
     def validation_step(self, x: Tensor, batch_idx: int) -> None:
         self._evaluation_step(x, "val")
