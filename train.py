@@ -35,9 +35,12 @@ def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningM
     model = call_checked("model", build_model, cfg.model)
     if cfg.ckpt_path is not None:
         try:
-            read_checkpoint(cfg.ckpt_path)
+            checkpoint = read_checkpoint(cfg.ckpt_path)
         except CheckpointError as e:
             raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: {e}") from None
+        data_state = checkpoint.get(type(datamodule).__qualname__)
+        if data_state is not None:
+            call_checked("data", datamodule.load_state_dict, data_state)
     return datamodule, model
 
 

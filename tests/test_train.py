@@ -158,3 +158,15 @@ def test_a_new_run_never_writes_into_a_finished_run(make_config, tmp_path):
     with pytest.raises(ConfigError, match="already holds checkpoints and metrics.json"):
         train.train(make_config(["debug=fast", "seed=1"]))
     assert checkpoint.read_bytes() == before
+
+
+def test_resuming_with_other_data_settings_is_refused_before_any_work(make_config, tmp_path):
+    train.train(make_config(["debug=fast"], "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    cfg = make_config(["debug=fast", "data.binarization_seed=7", f"ckpt_path={last}"], "second")
+    with pytest.raises(
+        ConfigError,
+        match="data.binarization_seed=7 is not allowed: the checkpoint was trained with 0",
+    ):
+        train.train(cfg)
+    assert not (tmp_path / "second").exists()

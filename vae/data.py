@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -178,6 +179,28 @@ class MNISTDataModule(L.LightningDataModule):
         if self.binarization == "fixed":
             train = _binarize(train, self.binarization_seed + 2)
         self.train_images = train
+
+    # Saved in every checkpoint (Lightning stores it under "MNISTDataModule"), so evaluation
+    # rebuilds the same validation split and the same fixed binarization.
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "val_size": self.val_size,
+            "binarization": self.binarization,
+            "split_seed": self.split_seed,
+            "binarization_seed": self.binarization_seed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """On resume: the split and binarization must be the ones the checkpoint was trained on."""
+        for key, trained_with in state.items():
+            now = self.state_dict().get(key)
+            require(
+                now == trained_with,
+                key,
+                now,
+                f"the checkpoint was trained with {trained_with!r}; resume with the same data"
+                " settings",
+            )
 
     def _distributed(self) -> dict[str, int]:
         if self.trainer is None:
