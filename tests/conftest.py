@@ -67,3 +67,47 @@ def make_config(tmp_path, mnist_root):
         return compose_config(overrides, tmp_path / name, mnist_root)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def train_checkpoint(tmp_path_factory, mnist_root):
+    """train_checkpoint(name, overrides, steps=300) -> best checkpoint of a short real-MNIST run.
+
+    Runs are cached per name for the session, so test files share them.
+    """
+    import train
+
+    cache: dict[str, Path] = {}
+
+    def make(name: str, overrides: list[str], steps: int = 300) -> Path:
+        if name not in cache:
+            run = tmp_path_factory.mktemp(name) / "run"
+            base = [
+                "logger=none",
+                "trainer.limit_val_batches=1",
+                "data.eval_batch_size=500",
+                "test=false",
+                "trainer.max_epochs=1",
+                f"trainer.limit_train_batches={steps}",
+            ]
+            metrics = train.train(compose_config([*base, *overrides], run, mnist_root))
+            cache[name] = Path(metrics["checkpoint"])
+        return cache[name]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def categorical_ckpt(train_checkpoint):
+    """The default 20 x 10 categorical model after 300 steps."""
+    return train_checkpoint("categorical", [])
+
+
+@pytest.fixture(scope="session")
+def test_images(mnist_root):
+    """The official test set, binarized as the data module does by default, (10k, 1, 28, 28)."""
+    from vae.data import MNISTDataModule
+
+    datamodule = MNISTDataModule(root=str(mnist_root))
+    datamodule.setup()
+    return datamodule.test_images

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from wandb_records import config, history
 
 import train
 import vae
 from vae.data import MNISTDataModule
+from wandb_records import config, history
 
 pytestmark = pytest.mark.slow
 

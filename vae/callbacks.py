@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
 from vae.module import VAE
+from vae.pictures import prior_sample_grid, reconstruction_grid, to_uint8
 
 
 class ProgressBar(TQDMProgressBar):
@@ -25,11 +25,11 @@ class ProgressBar(TQDMProgressBar):
 
 
 class ImageGrids(L.Callback):
-    """After each validation: test digits beside their reconstructions, and prior samples.
+    """After each validation: test digits above their reconstructions, and prior samples.
 
-    Pixels shown are the Bernoulli means p(x=1|z). The categorical model reconstructs from a
-    one-hot z ~ q(z|x), the model that is evaluated. Grids go to every W&B logger and, as
-    PNGs, to `<output_dir>/images/`.
+    Pixels shown are the Bernoulli means p(x=1|z); the categorical model's reconstructions use
+    a one-hot z ~ q(z|x) (the model that is evaluated) and the relaxed sample at the current tau.
+    Grids go to every W&B logger and, as PNGs, to `<output_dir>/images/`.
     """
 
     def __init__(self, output_dir: str, num_digits: int = 32, num_samples: int = 64) -> None:
@@ -44,27 +44,20 @@ class ImageGrids(L.Callback):
         if datamodule is None or datamodule.test_images is None:
             return
         x = datamodule.test_images[: self.num_digits]  # (D, 1, 28, 28)
-        with torch.no_grad():
-            reconstruction = pl_module.decode(pl_module.encode(x).sample()).mean  # (D, 1, 28, 28)
-            z = pl_module.prior().sample((self.num_samples,))
-            samples = pl_module.decode(z).mean  # (S, 1, 28, 28)
-        # Each test digit followed by its reconstruction, 8 pairs per row.
-        pairs = torch.stack([x.view(-1, 8, 1, 28, 28), reconstruction.view(-1, 8, 1, 28, 28)], 1)
         grids = {
-            "reconstructions": make_grid(pairs.transpose(1, 2).reshape(-1, 1, 28, 28), nrow=16),
-            "prior_samples": make_grid(samples, nrow=8),
+            "reconstructions": reconstruction_grid(pl_module, x, pl_module.tau),
+            "prior_samples": prior_sample_grid(pl_module, self.num_samples),
         }
         image_dir = self.output_dir / "images"
         image_dir.mkdir(parents=True, exist_ok=True)
         for name, grid in grids.items():
             save_image(grid, image_dir / f"{name}-epoch={trainer.current_epoch:03d}.png")
-            # (H, W, 3) uint8: W&B's own conversion of float tensors gives black images.
-            pixels = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu()
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     logger.log_image(
                         key=f"images/{name}",
-                        images=[pixels.numpy()],
+                        # uint8 (H, W, 3): W&B's own conversion of float tensors gives black images.
+                        images=[to_uint8(grid).numpy()],
                         caption=[f"epoch {trainer.current_epoch}"],
                         step=trainer.global_step,
                     )

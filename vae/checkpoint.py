@@ -14,6 +14,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vae.data import MNISTDataModule
 from vae.module import VAE
 
 CONFIG_KEY = "vae_config"
@@ -50,10 +51,28 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> VAE:
-    """A trained VAE, in eval mode, from a checkpoint: `model = vae.load("runs/.../last.ckpt")`."""
-    checkpoint = read_checkpoint(path, map_location)
-    model = build_model(checkpoint[CONFIG_KEY])
-    model.load_state_dict(checkpoint["state_dict"])
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> VAE:
+    """The VAE a checkpoint dict describes, with its weights and step count, in eval mode."""
+    try:
+        model = build_model(checkpoint[CONFIG_KEY])
+        model.load_state_dict(checkpoint["state_dict"])
+    except Exception as e:  # an unknown _target_, a foreign class, mismatched weights
+        raise CheckpointError(f"{path}: does not hold a model of this project: {e}") from None
     model.on_load_checkpoint(checkpoint)
     return model.eval()
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> VAE:
+    """A trained VAE, in eval mode, from a checkpoint: `model = vae.load("runs/.../last.ckpt")`."""
+    return model_from_checkpoint(read_checkpoint(path, map_location), path)
+
+
+def datamodule_from_checkpoint(checkpoint: dict[str, Any], root: str | Path) -> MNISTDataModule:
+    """The data the checkpoint was trained on (same split, same fixed binarization)."""
+    return MNISTDataModule(root=str(root), **checkpoint.get(MNISTDataModule.__qualname__, {}))
+
+
+def run_dir_of(checkpoint_path: str | Path) -> Path:
+    """The run directory of runs/<model>/<date>/checkpoints/x.ckpt, else the checkpoint's folder."""
+    folder = Path(checkpoint_path).resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder

@@ -1,0 +1,111 @@
+"""python -m vae.evaluate ckpt_path=PATH [k=1000] [seed=0]: the numbers a paper reports.
+
+On the official MNIST test set, binarized as in training (the seed is in the checkpoint):
+-ELBO, the importance-weighted bound with k samples, the exact NLL for small categorical latents,
+and latent health (vae/evaluation.py). Writes eval.json beside the checkpoint and prints a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from vae.checkpoint import (
+    CheckpointError,
+    datamodule_from_checkpoint,
+    model_from_checkpoint,
+    read_checkpoint,
+)
+from vae.config import ConfigError
+from vae.data import DataNotFoundError, TensorBatches
+from vae.evaluation import can_enumerate, exact_nll, importance_weighted, latent_health
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _check(cfg: DictConfig) -> None:
+    for key in ("k", "chunk_size", "batch_size"):
+        value = cfg[key]
+        if not (isinstance(value, int) and value > 0):
+            raise ConfigError(f"{key}={value!r} is not allowed: must be a positive integer")
+    if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
+        raise ConfigError(f"device={cfg.device!r} is not allowed: one of auto, cpu, cuda, cuda:N")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Compute the test-set numbers of cfg.ckpt_path; write and return them."""
+    _check(cfg)
+    device = _device(cfg.device)
+    checkpoint = read_checkpoint(cfg.ckpt_path, map_location="cpu")
+    model = model_from_checkpoint(checkpoint, cfg.ckpt_path).to(device)
+    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_root)
+    datamodule.setup()
+    images = datamodule.test_images.to(device)  # (10k, 1, 28, 28), binarized once, fixed seed
+    batches = TensorBatches(images, cfg.batch_size)
+
+    torch.manual_seed(cfg.seed)
+    totals: dict[str, torch.Tensor] = {}
+    for x in tqdm(batches, desc=f"importance sampling, k={cfg.k}", unit="batch", mininterval=1):
+        for name, value in importance_weighted(model, x, cfg.k, cfg.chunk_size).items():
+            totals[name] = totals.get(name, 0) + value.sum()
+    results: dict[str, Any] = {
+        f"test/{name}": (v / len(images)).item() for name, v in totals.items()
+    }
+    if can_enumerate(model):
+        results["test/nll_exact"] = exact_nll(model, batches).mean().item()
+    results.update(latent_health(model, batches))
+    results.update(
+        k=cfg.k,
+        seed=cfg.seed,
+        num_images=len(images),
+        checkpoint=str(Path(cfg.ckpt_path).resolve()),
+        global_step=model.weights_step,
+        tau=model.tau,
+    )
+    output = Path(cfg.output) if cfg.output else Path(cfg.ckpt_path).resolve().parent / "eval.json"
+    partial = output.with_suffix(".json.partial")
+    partial.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(partial, output)  # never leave a half-written eval.json
+    _print_table(results, output)
+    return results
+
+
+def _print_table(results: dict[str, Any], output: Path) -> None:
+    print(f"\n{'metric':<28} {'value':>10}   (test/*: nats per image)")
+    for name, value in results.items():
+        if isinstance(value, float) and name.startswith("test/"):
+            print(f"{name:<28} {value:10.3f}")
+    for name, value in results.items():
+        if name.startswith("latent/") and not isinstance(value, list):
+            print(
+                f"{name:<28} {value:10.3f}"
+                if isinstance(value, float)
+                else f"{name:<28} {value:>10}"
+            )
+    print(f"k={results['k']}, seed={results['seed']}, {results['num_images']} test images")
+    print(f"Wrote {output}")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except (ConfigError, CheckpointError, DataNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
