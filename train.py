@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae.checkpoint import CheckpointError, build_model, read_checkpoint
 from vae.config import ConfigError, call_checked, instantiate_node
@@ -58,22 +62,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint; returns (and writes) the final metrics."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
     datamodule, model = _build_checked(cfg)
-    _refuse_to_overwrite(Path(cfg.paths.output_dir))
+    # Under DDP, train.py runs once per process; only the first writes the run's files.
+    is_first_process = rank_zero_only.rank == 0
+    output_dir = Path(cfg.paths.output_dir)
+    if is_first_process:
+        _refuse_to_overwrite(output_dir)
     datamodule.prepare_data()  # MNIST on disk (or downloaded) before a run directory exists
 
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    print(f"Run directory: {output_dir.resolve()}", flush=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    OmegaConf.save(resolved, output_dir / "config.yaml")
+    if is_first_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        print(f"Run directory: {output_dir.resolve()}", flush=True)
+        OmegaConf.save(resolved, output_dir / "config.yaml")
 
     loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
     for logger in loggers:
         logger.log_hyperparams(resolved)
     callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]
-    trainer: L.Trainer = instantiate_node(
-        cfg, "trainer", logger=loggers or False, callbacks=callbacks
-    )
+    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         checkpoint = trainer.checkpoint_callback
@@ -89,23 +95,50 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             tau=model.tau,
             seed=cfg.seed,
         )
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if trainer.is_global_zero:
+            (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     finally:
         for logger in loggers:
             if isinstance(logger, WandbLogger) and logger._experiment is not None:
                 logger.experiment.finish()
-    print(f"Run directory: {output_dir.resolve()}", flush=True)
+    if trainer.is_global_zero:
+        print(f"Run directory: {output_dir.resolve()}", flush=True)
     return metrics
+
+
+EXPECTED_FAILURES = (ConfigError, DataNotFoundError, NonFiniteLossError)
+
+
+def _record_failure(output_dir: Path, error: BaseException) -> None:
+    """failed.json in the job's directory, so a sweep's report can show what went wrong."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "error": type(error).__name__,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    (output_dir / "failed.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if sweeping and wandb_cfg is not None and wandb_cfg.get("group") is None:
+        with open_dict(cfg):  # one W&B group per sweep, named after the sweep directory
+            wandb_cfg.group = Path(hydra_cfg.sweep.dir).name
     try:
         train(cfg)
-    except (ConfigError, DataNotFoundError, NonFiniteLossError) as e:
-        # Expected failures get one clear message on stderr, not a traceback.
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    except Exception as e:
+        if sweeping:  # record the failure and let the other jobs of the sweep run
+            _record_failure(Path(cfg.paths.output_dir), e)
+            print(f"error: job {hydra_cfg.job.num} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            return
+        if isinstance(e, EXPECTED_FAILURES):  # one clear message on stderr, not a traceback
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+        raise
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ def test_the_config_groups_are_the_ones_documented():
 @pytest.mark.parametrize("model", GROUPS["model"])
 @pytest.mark.parametrize("network", GROUPS["network"])
 @pytest.mark.parametrize("tau", GROUPS["tau"])
-def test_every_model_network_and_schedule_builds_and_computes_a_finite_loss(
-    make_config, model, network, tau
-):
+def test_every_model_network_and_schedule_builds_and_computes_a_finite_loss(make_config, model, network, tau):
     cfg = make_config([f"model={model}", f"network={network}", f"tau={tau}"])
     _, vae = train._build_checked(cfg)
     x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
@@ -78,9 +76,7 @@ def test_every_logger_trainer_and_callback_instantiates(make_config, logger):
         ("ckpt_path=/no/such.ckpt", "ckpt_path='/no/such.ckpt': /no/such.ckpt: no such"),
     ],
 )
-def test_bad_values_stop_before_any_work_naming_key_and_value(
-    make_config, tmp_path, override, message
-):
+def test_bad_values_stop_before_any_work_naming_key_and_value(make_config, tmp_path, override, message):
     cfg = make_config(override.split())
     with pytest.raises(ConfigError) as error:
         train.train(cfg)
@@ -114,8 +110,6 @@ def test_cli_unknown_schedule_lists_the_options(tmp_path):
 def test_cli_bad_value_is_one_message_without_a_traceback(tmp_path):
     result = _cli("tau.tau0=-1", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.startswith(
-        "error: tau.tau0=-1 is not allowed: must be a finite number > 0"
-    )
+    assert result.stderr.startswith("error: tau.tau0=-1 is not allowed: must be a finite number > 0")
     assert "Traceback" not in result.stderr + result.stdout
     assert not list(tmp_path.glob("runs/**/metrics.json"))

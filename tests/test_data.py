@@ -59,9 +59,7 @@ def test_shuffling_is_seeded_per_epoch_and_covers_every_image():
     loader = TensorBatches(images, 64, shuffle=True, seed=3)
     epoch0 = torch.cat(list(loader)).flatten()
     assert len(loader) == 16 and sorted(epoch0.tolist()) == list(range(1000))
-    assert torch.equal(
-        epoch0, torch.cat(list(TensorBatches(images, 64, shuffle=True, seed=3))).flatten()
-    )
+    assert torch.equal(epoch0, torch.cat(list(TensorBatches(images, 64, shuffle=True, seed=3))).flatten())
     loader.set_epoch(1)
     assert not torch.equal(epoch0, torch.cat(list(loader)).flatten())
 

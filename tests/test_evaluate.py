@@ -43,9 +43,7 @@ def test_bound_lies_below_the_elbo_and_tightens_with_k(categorical_ckpt, test_im
     x = test_images[:500]
     torch.manual_seed(0)
     neg_elbo = importance_weighted(model, x, k=1)["neg_elbo"].mean().item()
-    bounds = {
-        k: importance_weighted(model, x, k=k)["nll_iw"].mean().item() for k in (1, 10, 100, 1000)
-    }
+    bounds = {k: importance_weighted(model, x, k=k)["nll_iw"].mean().item() for k in (1, 10, 100, 1000)}
     assert bounds[1] == pytest.approx(neg_elbo, abs=1.5)  # k = 1: the ELBO itself (noisier)
     assert neg_elbo > bounds[10] > bounds[100] > bounds[1000]
     assert bounds[1] - bounds[1000] > 5  # a 20x10 model after 300 steps: a loose ELBO
@@ -64,10 +62,7 @@ def test_exact_nll_matches_a_code_by_code_sum(tiny_ckpt, test_images):
     assert codes.shape == (64, 3, 4) and len({tuple(c.argmax(-1).tolist()) for c in codes}) == 64
     with torch.no_grad():  # log p(x) = log sum_c p(x|c) p(c), one decoded code at a time
         log_joint = torch.stack(
-            [
-                model.decode(c[None].expand(3, -1, -1)).log_prob(x) + model.prior().log_prob(c)
-                for c in codes
-            ]
+            [model.decode(c[None].expand(3, -1, -1)).log_prob(x) + model.prior().log_prob(c) for c in codes]
         )  # (64, 3)
     reference = -torch.logsumexp(log_joint, dim=0)
     torch.testing.assert_close(exact_nll(model, [x]), reference, rtol=1e-5, atol=1e-3)
@@ -84,17 +79,12 @@ def test_importance_weighted_bound_approaches_the_exact_nll(tiny_ckpt, test_imag
     x = test_images[:300]
     exact = exact_nll(model, [x]).mean().item()
     torch.manual_seed(1)
-    gaps = [
-        importance_weighted(model, x, k=k)["nll_iw"].mean().item() - exact
-        for k in (1, 10, 100, 2000)
-    ]
+    gaps = [importance_weighted(model, x, k=k)["nll_iw"].mean().item() - exact for k in (1, 10, 100, 2000)]
     assert gaps[0] > gaps[1] > gaps[2] > gaps[3] > -0.02  # an upper bound on -log p(x), tightening
     assert gaps[3] < 0.05
 
 
-def test_eval_json_agrees_with_an_independent_computation(
-    categorical_ckpt, test_images, mnist_root
-):
+def test_eval_json_agrees_with_an_independent_computation(categorical_ckpt, test_images, mnist_root):
     results = evaluate(eval_config(categorical_ckpt, mnist_root, k=20))
     written = json.loads((categorical_ckpt.parent / "eval.json").read_text())
     assert written == json.loads(json.dumps(results))  # what was returned is what was written

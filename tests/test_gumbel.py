@@ -70,8 +70,7 @@ def test_hard_sample_is_exactly_one_hot_with_the_soft_gradient():
 def test_relaxed_sample_approaches_one_hot_as_tau_goes_to_zero():
     logits = LOGITS.expand(10_000, -1)
     largest = [
-        gumbel_softmax(logits, tau, generator=_generator(6)).max(-1).values.mean()
-        for tau in (1.0, 0.1, 0.01)
+        gumbel_softmax(logits, tau, generator=_generator(6)).max(-1).values.mean() for tau in (1.0, 0.1, 0.01)
     ]
     assert largest[0] < largest[1] < largest[2]
     assert largest[2] > 0.995

@@ -13,7 +13,7 @@ from vae.checkpoint import CheckpointError
 from vae.config import ConfigError
 from vae.evaluation import latent_health
 from vae.sample import make_pictures
-from wandb_records import history
+from vae.wandb_records import history
 
 CELL = 30  # a 28-pixel digit plus make_grid's 2-pixel padding
 
@@ -46,8 +46,7 @@ def test_categorical_pictures(categorical_ckpt, mnist_root, test_images):
     paths = make_pictures(sample_config(categorical_ckpt, mnist_root))
     assert set(paths) == {"reconstructions", "prior_samples", "traversals"}
     assert (
-        paths["reconstructions"].parent
-        == categorical_ckpt.parent.parent / "samples" / categorical_ckpt.stem
+        paths["reconstructions"].parent == categorical_ckpt.parent.parent / "samples" / categorical_ckpt.stem
     )
 
     recon = _pixels(paths["reconstructions"])

@@ -80,9 +80,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(make_config):
     assert a["test/neg_elbo"] != c["test/neg_elbo"]
 
 
-def test_non_finite_loss_stops_naming_step_and_tau_and_keeps_checkpoints(
-    make_config, tmp_path, monkeypatch
-):
+def test_non_finite_loss_stops_naming_step_and_tau_and_keeps_checkpoints(make_config, tmp_path, monkeypatch):
     encode = VAE.encode
 
     def encode_that_breaks_at_step_25(self, x):
@@ -101,9 +99,7 @@ def test_non_finite_loss_stops_naming_step_and_tau_and_keeps_checkpoints(
     assert vae.load(tmp_path / "run" / "checkpoints" / "last.ckpt").weights_step == 20
 
 
-def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(
-    make_config, tmp_path
-):
+def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(make_config, tmp_path):
     metrics = train.train(
         make_config(["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=50"])
     )

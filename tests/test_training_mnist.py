@@ -13,7 +13,7 @@ from PIL import Image
 import train
 import vae
 from vae.data import MNISTDataModule
-from wandb_records import config, history
+from vae.wandb_records import config, history
 
 pytestmark = pytest.mark.slow
 

@@ -43,9 +43,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated or corrupt?): {e}"
-        ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise CheckpointError(f"{path}: not a checkpoint of this project (no '{CONFIG_KEY}' key)")
     return checkpoint

@@ -38,13 +38,9 @@ def reported_as(key: str) -> Iterator[None]:
         found = re.search(r"full_key: (\S+)", str(e))
         node = found.group(1) if found else key
         node = node if node.startswith(key) else f"{key}.{node}"
-        raise ConfigError(
-            f"{node}.{cause.name}={cause.value!r} is not allowed: {cause.allowed}"
-        ) from None
+        raise ConfigError(f"{node}.{cause.name}={cause.value!r} is not allowed: {cause.allowed}") from None
     except InvalidValue as cause:
-        raise ConfigError(
-            f"{key}.{cause.name}={cause.value!r} is not allowed: {cause.allowed}"
-        ) from None
+        raise ConfigError(f"{key}.{cause.name}={cause.value!r} is not allowed: {cause.allowed}") from None
 
 
 def instantiate_node(cfg: DictConfig, key: str, **kwargs: Any) -> Any:

@@ -47,7 +47,9 @@ class TensorBatches:
         shuffle: a new permutation each epoch, drawn from `seed` and the epoch number, so a
             resumed run sees the same order as an uninterrupted one.
         binarize_each_time: draw x ~ Bernoulli(images[batch]) for every batch (dynamic).
-        rank, world_size: each process of a distributed run takes every world_size-th batch.
+        rank, world_size: each process of a distributed run takes every world_size-th image of
+            the (shuffled) order; a shuffled (training) order is padded by wrapping around so
+            every process gets the same number of batches, as DDP requires.
     """
 
     def __init__(
@@ -74,8 +76,10 @@ class TensorBatches:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        num_batches = -(-len(self.images) // self.batch_size)
-        return len(range(self.rank, num_batches, self.world_size))
+        n = len(self.images)
+        if self.shuffle:
+            n += -n % self.world_size
+        return -(-len(range(self.rank, n, self.world_size)) // self.batch_size)
 
     def __iter__(self) -> Iterator[Tensor]:
         n = len(self.images)
@@ -85,7 +89,9 @@ class TensorBatches:
             order = torch.randperm(n, device=device, generator=self._generator)
         else:
             order = torch.arange(n, device=device)
-        for batch in order.split(self.batch_size)[self.rank :: self.world_size]:
+        if self.shuffle and n % self.world_size:
+            order = torch.cat([order, order[: self.world_size - n % self.world_size]])
+        for batch in order[self.rank :: self.world_size].split(self.batch_size):
             x = self.images[batch]  # (B, 1, 28, 28)
             if self.binarize_each_time:
                 x = torch.bernoulli(x, generator=self._generator)
@@ -121,9 +127,7 @@ class MNISTDataModule(L.LightningDataModule):
             val_size,
             f"must be < {MNIST_TRAIN_SIZE}, the number of MNIST training images",
         )
-        require(
-            binarization in BINARIZATIONS, "binarization", binarization, f"one of {BINARIZATIONS}"
-        )
+        require(binarization in BINARIZATIONS, "binarization", binarization, f"one of {BINARIZATIONS}")
         self.root = Path(root)
         self.batch_size, self.eval_batch_size, self.val_size = batch_size, eval_batch_size, val_size
         self.binarization, self.download = binarization, download
@@ -198,8 +202,7 @@ class MNISTDataModule(L.LightningDataModule):
                 now == trained_with,
                 key,
                 now,
-                f"the checkpoint was trained with {trained_with!r}; resume with the same data"
-                " settings",
+                f"the checkpoint was trained with {trained_with!r}; resume with the same data settings",
             )
 
     def _distributed(self) -> dict[str, int]:

@@ -60,9 +60,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     for x in tqdm(batches, desc=f"importance sampling, k={cfg.k}", unit="batch", mininterval=1):
         for name, value in importance_weighted(model, x, cfg.k, cfg.chunk_size).items():
             totals[name] = totals.get(name, 0) + value.sum()
-    results: dict[str, Any] = {
-        f"test/{name}": (v / len(images)).item() for name, v in totals.items()
-    }
+    results: dict[str, Any] = {f"test/{name}": (v / len(images)).item() for name, v in totals.items()}
     if can_enumerate(model):
         results["test/nll_exact"] = exact_nll(model, batches).mean().item()
     results.update(latent_health(model, batches))
@@ -89,11 +87,7 @@ def _print_table(results: dict[str, Any], output: Path) -> None:
             print(f"{name:<28} {value:10.3f}")
     for name, value in results.items():
         if name.startswith("latent/") and not isinstance(value, list):
-            print(
-                f"{name:<28} {value:10.3f}"
-                if isinstance(value, float)
-                else f"{name:<28} {value:>10}"
-            )
+            print(f"{name:<28} {value:10.3f}" if isinstance(value, float) else f"{name:<28} {value:>10}")
     print(f"k={results['k']}, seed={results['seed']}, {results['num_images']} test images")
     print(f"Wrote {output}")
 

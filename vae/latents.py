@@ -88,9 +88,7 @@ class CategoricalLatent(nn.Module):
         self.num_variables, self.num_classes, self.hard = num_variables, num_classes, hard
         self.num_params = num_variables * num_classes
         self.code_size = num_variables * num_classes  # the decoder reads the flattened one-hots
-        self.register_buffer(
-            "_uniform_logits", torch.zeros(num_variables, num_classes), persistent=False
-        )
+        self.register_buffer("_uniform_logits", torch.zeros(num_variables, num_classes), persistent=False)
 
     def posterior(self, params: Tensor) -> Distribution:
         """q(z|x) from encoder output (B, N*K): batch_shape (B,), event_shape (N, K)."""
@@ -99,9 +97,7 @@ class CategoricalLatent(nn.Module):
 
     def prior(self) -> Distribution:
         """p(z) uniform over K classes per variable: batch_shape (), event_shape (N, K)."""
-        return Independent(
-            _UncheckedOneHotCategorical(self._uniform_logits), 1, validate_args=False
-        )
+        return Independent(_UncheckedOneHotCategorical(self._uniform_logits), 1, validate_args=False)
 
     def rsample(self, q: Distribution, temperature: float | None = None) -> Tensor:
         """Relaxed (or straight-through if hard) sample, (B, N, K), at temperature tau."""

@@ -29,9 +29,7 @@ def _decoded_mean(model: VAE, z: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def reconstruction_grid(
-    model: VAE, x: Tensor, tau: float | None = None, per_row: int = 8
-) -> Tensor:
+def reconstruction_grid(model: VAE, x: Tensor, tau: float | None = None, per_row: int = 8) -> Tensor:
     """Blocks of `per_row` test digits, each block a row of digits above rows of reconstructions.
 
     Gaussian: one row, decoded from the posterior mean. Categorical: decoded from a one-hot
@@ -66,9 +64,7 @@ def _most_informative(model: VAE, x: Tensor, count: int) -> list[int]:
 
 
 @torch.no_grad()
-def traversal_grid(
-    model: VAE, x: Tensor, reference: Tensor, num_dims: int = 4, steps: int = 11
-) -> Tensor:
+def traversal_grid(model: VAE, x: Tensor, reference: Tensor, num_dims: int = 4, steps: int = 11) -> Tensor:
     """For each digit in x and each of the num_dims most informative coordinates, one row.
 
     Categorical: the variable stepped through all K classes, the others at the most likely code.

@@ -109,9 +109,7 @@ def _log_to_wandb_run(run_dir: Path, grids: dict[str, torch.Tensor], step: int) 
     run_id = run_files[0].stem.removeprefix("run-")
     config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
     project = OmegaConf.select(config, "logger.wandb.project", default="discrete-vae")
-    run = wandb.init(
-        id=run_id, project=project, dir=str(run_dir), resume="allow", mode=resolve_wandb_mode()
-    )
+    run = wandb.init(id=run_id, project=project, dir=str(run_dir), resume="allow", mode=resolve_wandb_mode())
     run.log(
         {f"samples/{name}": wandb.Image(to_uint8(grid).numpy()) for name, grid in grids.items()}
         | {"samples/global_step": step}

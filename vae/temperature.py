@@ -73,7 +73,7 @@ class ExponentialTemperature(_AnnealedTemperature):
 class _FixedLengthTemperature(_AnnealedTemperature):
     """Anneals from tau0 at step 0 to tau_min at step num_steps, then stays at tau_min."""
 
-    def __init__(self, tau0: float = 1.0, tau_min: float = 0.5, num_steps: int = 50_000) -> None:
+    def __init__(self, tau0: float = 1.0, tau_min: float = 0.5, num_steps: int = 23_000) -> None:
         super().__init__(tau0, tau_min)
         require_positive_int("num_steps", num_steps)
         self.num_steps = num_steps

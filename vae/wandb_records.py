@@ -1,4 +1,6 @@
-"""Read an offline W&B run file (run-*.wandb) back, to check what a run logged.
+"""Read a W&B run file (wandb/*run-*/run-*.wandb) back: what a run logged, without the network.
+
+Used by the sweep report for runs logged only to W&B offline, and by the tests.
 
 The file is a 7-byte header (":W&B", a magic number, a version) followed by a LevelDB-style
 log: 32 KiB blocks of records, each with a 7-byte header (crc32, length, type) and a
@@ -30,6 +32,8 @@ def read_records(path: str | Path) -> list[Record]:
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
+        if len(chunk) < length:  # a run still being written: stop at its last whole record
+            break
         if kind == FULL:
             payloads.append(chunk)
         elif kind == FIRST:
@@ -40,7 +44,13 @@ def read_records(path: str | Path) -> list[Record]:
             payloads.append(pending + chunk)
         elif kind == 0 and length == 0:  # zero padding to the end of the block
             pos += BLOCK - pos % BLOCK
-    return [Record.FromString(p) for p in payloads]
+    records = []
+    for payload in payloads:
+        try:
+            records.append(Record.FromString(payload))
+        except Exception:  # the last record of a run still being written may be incomplete
+            break
+    return records
 
 
 def history(path: str | Path) -> list[dict[str, Any]]:

@@ -1,0 +1,215 @@
+"""Sweeps: Hydra multirun, failures, W&B groups, the report, the W&B sweep file, DDP, submitit."""
+
+import itertools
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+import vae
+from conftest import CONFIGS, REPO
+from vae.report import collect, report, summarize
+from vae.wandb_records import read_records
+
+pytestmark = pytest.mark.slow
+
+
+def _train_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args, "callbacks.progress_bar.refresh_rate=0"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture
+def workdir(tmp_path, mnist_root):
+    """A fresh working directory whose data/ is the real MNIST (runs/ is written here)."""
+    (tmp_path / "data").symlink_to(mnist_root.resolve())
+    return tmp_path
+
+
+def _sweep_dir(workdir: Path) -> Path:
+    (sweep,) = (workdir / "runs" / "multirun").iterdir()
+    return sweep
+
+
+def test_two_schedules_by_two_seeds_and_the_report(workdir):
+    _train_cli(
+        "-m",
+        "tau=exponential,cosine",
+        "seed=0,1",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=50",
+        "trainer.limit_val_batches=2",
+        "data.eval_batch_size=500",
+        cwd=workdir,
+    )
+    sweep = _sweep_dir(workdir)
+    metrics = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
+    assert sorted(metrics) == ["0", "1", "2", "3"]
+
+    # W&B: one offline run per job, all in the group named after the sweep directory.
+    groups = []
+    for job in sorted(sweep.glob("[0-9]*")):
+        (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
+        (run,) = [r.run for r in read_records(run_file) if r.WhichOneof("record_type") == "run"]
+        groups.append(run.run_group)
+    assert groups == [sweep.name] * 4
+
+    written = report(sweep)
+    rows = {row["configuration"]: row for row in summarize(collect(sweep))}
+    assert set(rows) == {"tau=exponential", "tau=cosine"}
+    for schedule in ("exponential", "cosine"):
+        overrides = {job: (sweep / job / ".hydra" / "overrides.yaml").read_text() for job in metrics}
+        values = [m["test/neg_elbo"] for job, m in metrics.items() if f"tau={schedule}" in overrides[job]]
+        mean, std = rows[f"tau={schedule}"]["test/neg_elbo"]
+        assert mean == pytest.approx(statistics.fmean(values))
+        assert std == pytest.approx(statistics.stdev(values))
+        assert rows[f"tau={schedule}"]["seeds"] == [0, 1]
+        assert f"{mean:.2f} ± {std:.2f}" in written["table"].read_text()
+    table = written["table"].read_text().splitlines()
+    best_first = sorted(rows, key=lambda c: rows[c]["test/neg_elbo"][0])
+    assert [line.split("|")[1].strip() for line in table if line.startswith("| tau=")] == best_first
+
+    # Curves from the W&B run files: val at the end of each epoch, tau at every step.
+    run = collect(sweep)[0]
+    # val at each epoch end, then the final validation of the best checkpoint at the last step.
+    assert sorted(run.val_curve) == [49, 99, 100] and len(run.tau_curve) == 100
+    for name in ("val_neg_elbo", "tau", "test_neg_elbo"):
+        pixels = np.asarray(Image.open(written[name]).convert("L"))
+        assert pixels.shape[0] > 300 and pixels.std() > 10
+        # Colored curves or bars drawn, not just axes: some pixels are neither white nor black.
+        rgb = np.asarray(Image.open(written[name]).convert("RGB")).astype(int)
+        assert (rgb.max(-1) - rgb.min(-1) > 60).mean() > 0.002
+
+
+def test_a_failing_job_is_recorded_and_the_others_run_and_csv_runs_are_read(workdir):
+    _train_cli(
+        "-m",
+        "tau=constant",
+        "tau.tau0=-1,0.5",
+        "logger=csv",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "data.eval_batch_size=500",
+        cwd=workdir,
+    )
+    sweep = _sweep_dir(workdir)
+    failure = json.loads((sweep / "0" / "failed.json").read_text())
+    assert failure["error"] == "ConfigError" and "tau.tau0=-1" in failure["message"]
+    assert (sweep / "1" / "metrics.json").exists()
+    (sweep / "2" / ".hydra").mkdir(parents=True)  # a job that has started and not finished
+    (sweep / "2" / ".hydra" / "overrides.yaml").write_text("- tau=constant\n- tau.tau0=2.0\n")
+
+    runs = {run.path.name: run for run in collect(sweep)}
+    assert [runs[j].status for j in "012"] == ["failed", "done", "running"]
+    assert runs["1"].tau_curve == {0: 0.5, 1: 0.5, 2: 0.5}  # read from csv/metrics.csv
+    text = report(sweep)["table"].read_text()
+    assert "**failed**: ConfigError: tau.tau0=-1 is not allowed" in text
+    assert "**running** (no metrics.json yet)" in text
+
+
+def test_report_of_a_folder_without_runs_is_one_message(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "vae.report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"error: {tmp_path}: no runs (folders with .hydra/overrides.yaml) below it"
+    )
+
+
+def test_tau_sweep_experiment_runs_every_combination_through_the_cli(workdir):
+    _train_cli("-m", "experiment=tau_sweep", "debug=fast", cwd=workdir, timeout=900)
+    sweep = _sweep_dir(workdir)
+    overrides = sorted(
+        tuple(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())) for job in sweep.glob("[0-9]*")
+    )
+    expected = sorted(
+        (
+            "experiment=tau_sweep",
+            "debug=fast",
+            "callbacks.progress_bar.refresh_rate=0",
+            f"tau={t}",
+            f"seed={s}",
+        )
+        for t, s in itertools.product(["constant", "exponential", "linear", "cosine"], [0, 1, 2])
+    )
+    assert [sorted(o) for o in overrides] == [sorted(o) for o in expected]
+    assert len(list(sweep.glob("*/metrics.json"))) == 12
+
+
+def test_wandb_sweep_file_names_real_keys_and_builds_an_accepted_command(workdir):
+    sweep = yaml.safe_load((CONFIGS / "sweep" / "tau.yaml").read_text())
+    assert sweep["command"] == ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]
+    assert (REPO / sweep["program"]).exists()
+    parameters = sweep["parameters"]
+    grid = [[f"{k}={v}" for v in spec.get("values", [spec.get("value")])] for k, spec in parameters.items()]
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        for combination in itertools.product(*grid):
+            cfg = compose("train", overrides=list(combination))  # unknown keys or options raise
+            for override in combination:
+                key, value = override.split("=")
+                if key in ("model", "tau"):  # a config group: check the option was taken
+                    continue
+                assert str(cfg[key.split(".")[0]][key.split(".")[1]] if "." in key else cfg[key]) == value
+    # What `wandb agent` runs (${args_no_hyphens}), accepted by train.py end to end.
+    first = [options[0] for options in grid]
+    _train_cli(*first, "debug=fast", "logger=none", cwd=workdir)
+
+
+def test_ddp_with_two_cpu_processes(workdir, test_images):
+    _train_cli(
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "logger=csv",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=50",
+        cwd=workdir,
+    )
+    (run_dir,) = (workdir / "runs" / "categorical").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == 100  # 2 epochs of 50 steps, each step on 2 processes
+    # The test KL, reduced over the two processes' halves of the test set, equals a
+    # single-process computation on the same checkpoint (no sampling in the KL).
+    model = vae.load(metrics["checkpoint"])
+    import torch
+    from torch.distributions import kl_divergence
+
+    with torch.no_grad():
+        kl = kl_divergence(model.encode(test_images), model.prior()).mean().item()
+    assert metrics["test/kl"] == pytest.approx(kl, rel=1e-4)
+    assert math.isfinite(metrics["test/neg_elbo"])
+
+
+def test_submitit_local_launcher_runs_the_sweep(workdir):
+    _train_cli("-m", "hydra/launcher=submitit_local", "tau=constant,cosine", "debug=fast", cwd=workdir)
+    sweep = _sweep_dir(workdir)
+    assert len(list(sweep.glob("*/metrics.json"))) == 2
+    assert list(sweep.glob(".submitit/*/*_result.pkl"))  # run by submitit, not in-process
+
+
+def test_slurm_launcher_config_composes():
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.gpus_per_node == 1 and launcher.timeout_min == 240
