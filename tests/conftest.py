@@ -111,3 +111,14 @@ def test_images(mnist_root):
     datamodule = MNISTDataModule(root=str(mnist_root))
     datamodule.setup()
     return datamodule.test_images
+
+
+def tool_config(name: str, ckpt: Path, mnist_root: Path, **overrides) -> DictConfig:
+    """configs/<name>.yaml (evaluate or sample) as the tool's main receives it."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    del cfg["defaults"], cfg["hydra"]
+    cfg.ckpt_path, cfg.data_root = str(ckpt), str(mnist_root)
+    cfg.update(overrides)
+    return cfg

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch.distributions import kl_divergence
 
 import vae
-from conftest import REPO
+from conftest import tool_config
 from vae.checkpoint import CheckpointError
 from vae.config import ConfigError
 from vae.evaluate import evaluate
@@ -31,11 +30,7 @@ def gaussian_8d_ckpt(train_checkpoint):
 
 
 def eval_config(ckpt, mnist_root, **overrides):
-    cfg = OmegaConf.load(REPO / "configs" / "evaluate.yaml")
-    del cfg["defaults"], cfg["hydra"]
-    cfg.ckpt_path, cfg.data_root = str(ckpt), str(mnist_root)
-    cfg.update(overrides)
-    return cfg
+    return tool_config("evaluate", ckpt, mnist_root, **overrides)
 
 
 def test_bound_lies_below_the_elbo_and_tightens_with_k(categorical_ckpt, test_images):

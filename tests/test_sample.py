@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from PIL import Image
 
 import vae
-from conftest import REPO
+from conftest import tool_config
 from vae.checkpoint import CheckpointError
 from vae.config import ConfigError
 from vae.evaluation import latent_health
@@ -19,11 +18,7 @@ CELL = 30  # a 28-pixel digit plus make_grid's 2-pixel padding
 
 
 def sample_config(ckpt, mnist_root, **overrides):
-    cfg = OmegaConf.load(REPO / "configs" / "sample.yaml")
-    del cfg["defaults"], cfg["hydra"]
-    cfg.ckpt_path, cfg.data_root = str(ckpt), str(mnist_root)
-    cfg.update(overrides)
-    return cfg
+    return tool_config("sample", ckpt, mnist_root, **overrides)
 
 
 def _pixels(path) -> np.ndarray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,41 +17,15 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from vae.checkpoint import (
-    CheckpointError,
-    datamodule_from_checkpoint,
-    model_from_checkpoint,
-    read_checkpoint,
-)
-from vae.config import ConfigError
-from vae.data import DataNotFoundError, TensorBatches
+from vae.data import TensorBatches
 from vae.evaluation import can_enumerate, exact_nll, importance_weighted, latent_health
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _check(cfg: DictConfig) -> None:
-    for key in ("k", "chunk_size", "batch_size"):
-        value = cfg[key]
-        if not (isinstance(value, int) and value > 0):
-            raise ConfigError(f"{key}={value!r} is not allowed: must be a positive integer")
-    if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
-        raise ConfigError(f"device={cfg.device!r} is not allowed: one of auto, cpu, cuda, cuda:N")
+from vae.tools import load_model_and_test_set, require_positive_ints, run_or_exit
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Compute the test-set numbers of cfg.ckpt_path; write and return them."""
-    _check(cfg)
-    device = _device(cfg.device)
-    checkpoint = read_checkpoint(cfg.ckpt_path, map_location="cpu")
-    model = model_from_checkpoint(checkpoint, cfg.ckpt_path).to(device)
-    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_root)
-    datamodule.setup()
-    images = datamodule.test_images.to(device)  # (10k, 1, 28, 28), binarized once, fixed seed
+    require_positive_ints(cfg, ("k", "chunk_size", "batch_size"))
+    model, images = load_model_and_test_set(cfg)  # test images binarized once, fixed seed
     batches = TensorBatches(images, cfg.batch_size)
 
     torch.manual_seed(cfg.seed)
@@ -94,11 +67,7 @@ def _print_table(results: dict[str, Any], output: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except (ConfigError, CheckpointError, DataNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_or_exit(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ and logs them to the checkpoint's W&B run when the run directory holds one.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -20,16 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
-from vae.checkpoint import (
-    CheckpointError,
-    datamodule_from_checkpoint,
-    model_from_checkpoint,
-    read_checkpoint,
-    run_dir_of,
-)
-from vae.config import ConfigError
-from vae.data import DataNotFoundError
-from vae.evaluate import _device
+from vae.checkpoint import run_dir_of
 from vae.latents import GaussianLatent
 from vae.loggers import resolve_wandb_mode
 from vae.pictures import (
@@ -39,6 +29,7 @@ from vae.pictures import (
     to_uint8,
     traversal_grid,
 )
+from vae.tools import load_model_and_test_set, require_positive_ints, run_or_exit
 
 COUNT_KEYS = (
     "num_digits",
@@ -50,22 +41,10 @@ COUNT_KEYS = (
 )
 
 
-def _check(cfg: DictConfig) -> None:
-    for key in COUNT_KEYS:
-        value = cfg[key]
-        if not (isinstance(value, int) and value > 0):
-            raise ConfigError(f"{key}={value!r} is not allowed: must be a positive integer")
-
-
 def make_pictures(cfg: DictConfig) -> dict[str, Path]:
     """Write every picture for cfg.ckpt_path; returns {name: png path}."""
-    _check(cfg)
-    device = _device(cfg.device)
-    checkpoint = read_checkpoint(cfg.ckpt_path, map_location="cpu")
-    model = model_from_checkpoint(checkpoint, cfg.ckpt_path).to(device)
-    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_root)
-    datamodule.setup()
-    test = datamodule.test_images.to(device)
+    require_positive_ints(cfg, COUNT_KEYS)
+    model, test = load_model_and_test_set(cfg)
 
     torch.manual_seed(cfg.seed)
     grids = {
@@ -120,11 +99,7 @@ def _log_to_wandb_run(run_dir: Path, grids: dict[str, torch.Tensor], step: int) 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    try:
-        make_pictures(cfg)
-    except (ConfigError, CheckpointError, DataNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_or_exit(make_pictures, cfg)
 
 
 if __name__ == "__main__":
