@@ -16,6 +16,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -61,6 +62,7 @@ def _refuse_to_overwrite(output_dir: Path) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint; returns (and writes) the final metrics."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
+    torch.set_flush_denormal(cfg.flush_denormal)  # a no-op where the CPU cannot
     datamodule, model = _build_checked(cfg)
     # Under DDP, train.py runs once per process; only the first writes the run's files.
     is_first_process = rank_zero_only.rank == 0

@@ -166,3 +166,13 @@ def test_resuming_with_other_data_settings_is_refused_before_any_work(make_confi
     ):
         train.train(cfg)
     assert not (tmp_path / "second").exists()
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_flush_denormal_setting_is_applied(make_config, flush):
+    subnormal = torch.tensor([1e-40])  # below float32's smallest normal number (1.2e-38)
+    try:
+        train.train(make_config(["debug=fast", f"flush_denormal={str(flush).lower()}"]))
+        assert ((subnormal * 1.0).item() == 0.0) == flush
+    finally:
+        torch.set_flush_denormal(False)  # the process default, for the tests that follow
