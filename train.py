@@ -31,7 +31,12 @@ from vae.module import NonFiniteLossError
 
 
 def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
-    """Everything that can reject a config value, built before any work starts."""
+    """Everything that can reject a config value, built before any work starts.
+
+    tau and the network blocks are built once on their own (a few milliseconds) although the
+    model builds them again: only then is a bad value reported under its own key
+    (network.encoder.hidden_sizes=...) rather than under model.
+    """
     datamodule = instantiate_node(cfg, "data")
     if cfg.model.get("temperature") is not None:
         instantiate_node(cfg, "tau")

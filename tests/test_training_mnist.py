@@ -22,11 +22,11 @@ STEPS = 300
 
 def _val_neg_elbo(model, datamodule) -> float:
     torch.manual_seed(0)
+    values = []
     with torch.no_grad():
-        values = [
-            model.negative_elbo(x, model.encode(x).sample(), model.encode(x))["neg_elbo"]
-            for x in datamodule.val_dataloader()
-        ]
+        for x in datamodule.val_dataloader():
+            q = model.encode(x)
+            values.append(model.negative_elbo(x, q.sample(), q)["neg_elbo"])
     return torch.cat(values).mean().item()
 
 

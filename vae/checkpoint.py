@@ -15,9 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vae.data import MNISTDataModule
-from vae.module import VAE
-
-CONFIG_KEY = "vae_config"
+from vae.module import CONFIG_KEY, VAE
 
 
 class CheckpointError(ValueError):

@@ -29,6 +29,7 @@ from vae.temperature import TemperatureSchedule
 from vae.validation import InvalidValue
 
 Factory = Callable[..., Any]
+CONFIG_KEY = "vae_config"  # where a checkpoint holds the config that built the model
 
 
 class NonFiniteLossError(RuntimeError):
@@ -150,7 +151,7 @@ class VAE(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.vae_config is not None:
-            checkpoint["vae_config"] = self.vae_config
+            checkpoint[CONFIG_KEY] = self.vae_config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.weights_step = checkpoint["global_step"]
