@@ -25,7 +25,8 @@ def _csv_rows(run_dir):
 
 
 @pytest.mark.parametrize(
-    "model, extra", [("gaussian", []), ("categorical", []), ("categorical", ["model.hard=true"])]
+    "model, extra",
+    [("gaussian", []), ("categorical", []), ("categorical", ["model.estimator=st_gumbel"])],
 )
 def test_fast_dev_run(make_config, tmp_path, model, extra):
     metrics = train.train(make_config([f"model={model}", "debug=fast", *extra]))
@@ -128,7 +129,7 @@ def model_root(make_config):
     return make_config([]).data.root
 
 
-def test_hard_mode_trains_on_exactly_one_hot_codes(make_config, monkeypatch):
+def test_st_gumbel_trains_on_exactly_one_hot_codes(make_config, monkeypatch):
     seen = []
     decode = VAE.decode
 
@@ -138,7 +139,7 @@ def test_hard_mode_trains_on_exactly_one_hot_codes(make_config, monkeypatch):
         return decode(self, z)
 
     monkeypatch.setattr(VAE, "decode", recording_decode)
-    cfg = make_config([*SHORT, "model.hard=true", "trainer.max_steps=3", "test=false"])
+    cfg = make_config([*SHORT, "model.estimator=st_gumbel", "trainer.max_steps=3", "test=false"])
     train.train(cfg)
     assert len(seen) == 3
     for z in seen:

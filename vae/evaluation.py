@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import kl_divergence
 
+from vae.estimators.exact import MAX_CODES as MAX_ENUMERATED_CODES
+from vae.estimators.exact import all_codes as _all_codes
 from vae.latents import CategoricalLatent, GaussianLatent
 from vae.module import VAE
 
-MAX_ENUMERATED_CODES = 2**14
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
 IGNORED_VARIABLE_THRESHOLD = 0.01  # nats of I(x; z_n)
 
@@ -56,6 +57,24 @@ def importance_weighted(model: VAE, x: Tensor, k: int, chunk_size: int = 100) ->
     }
 
 
+@torch.no_grad()
+def importance_weighted_means(
+    model: VAE, batches: Iterable[Tensor], k: int, chunk_size: int = 100, progress: bool = False
+) -> dict[str, float]:
+    """test/nll_iw, test/neg_elbo, test/recon, test/kl: importance_weighted averaged over images."""
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=f"importance sampling, k={k}", unit="batch", mininterval=1)
+    totals: dict[str, Tensor] = {}
+    num_images = 0
+    for x in batches:
+        num_images += len(x)
+        for name, value in importance_weighted(model, x, k, chunk_size).items():
+            totals[name] = totals.get(name, 0) + value.sum()
+    return {f"test/{name}": (total / num_images).item() for name, total in totals.items()}
+
+
 def num_codes(latent: CategoricalLatent) -> int:
     return latent.num_classes**latent.num_variables
 
@@ -67,10 +86,7 @@ def can_enumerate(model: VAE) -> bool:
 
 def all_codes(latent: CategoricalLatent, device: torch.device | str = "cpu") -> Tensor:
     """Every one-hot code, (K^N, N, K), in lexicographic order of the class indices."""
-    classes = torch.arange(latent.num_classes, device=device)
-    index = torch.cartesian_prod(*[classes] * latent.num_variables)  # (K^N, N), or (K,) if N = 1
-    index = index.view(-1, latent.num_variables)
-    return F.one_hot(index, latent.num_classes).float()
+    return _all_codes(latent.num_variables, latent.num_classes, device)
 
 
 @torch.no_grad()

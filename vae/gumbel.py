@@ -40,6 +40,25 @@ def _sampling_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def exponential_noise(
+    shape: torch.Size | tuple[int, ...],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Exp(1) draws E = -log u, always finite and > 0.
+
+    torch.rand draws u in [0, 1) with 24 random bits, so u = 0 happens about once in 16.7
+    million float32 draws; u is clamped at the smallest normal number, which bounds E to
+    [~6e-8, 87.3] in float32. Not ``Tensor.exponential_``: it has returned exactly 0.
+    """
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"noise is drawn in float32 or float64, got {dtype}")
+    u = torch.rand(shape, dtype=dtype, device=device, generator=generator)
+    return -torch.log(u.clamp_min(torch.finfo(dtype).tiny))
+
+
 def gumbel_noise(
     shape: torch.Size | tuple[int, ...],
     *,
@@ -47,18 +66,12 @@ def gumbel_noise(
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Standard Gumbel noise g = -log(-log u), always finite.
+    """Standard Gumbel noise g = -log E, E ~ Exp(1) (exponential_noise), always finite.
 
-    torch.rand draws u in [0, 1) with 24 random bits, so u = 0 happens about once in 16.7
-    million float32 draws; both logarithms are clamped at the smallest normal number, which
-    bounds g to [-log(-log tiny), -log(tiny)] ~ [-4.5, 87.3] in float32.
+    With E in [~6e-8, 87.3] (float32), g lies in [-4.5, 16.6].
     """
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"Gumbel noise is drawn in float32 or float64, got {dtype}")
-    tiny = torch.finfo(dtype).tiny
-    u = torch.rand(shape, dtype=dtype, device=device, generator=generator)
-    exponential = -torch.log(u.clamp_min(tiny))  # Exp(1) draw, in [~6e-8, 87.3]
-    return -torch.log(exponential.clamp_min(tiny))
+    exponential = exponential_noise(shape, dtype=dtype, device=device, generator=generator)
+    return -torch.log(exponential)
 
 
 def _perturbed_scores(logits: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -5,10 +5,12 @@ Loss, per image, in nats (Kingma & Welling 2014):
     -ELBO(x) = -E_q(z|x)[log p(x|z)] + KL(q(z|x) || p(z))
              =          recon        +        kl
 
-estimated with one sample z ~ q(z|x) and the analytic KL. In training, the categorical
-latent's z is the Gumbel-Softmax sample at tau = schedule(global step); in validation and
-test it is an exact one-hot sample, so the logged `neg_elbo` is the bound of the discrete
-model, and `neg_elbo_relaxed` (relaxed z at the current tau) is logged beside it.
+with the analytic KL. In training, E_q[recon] and its gradient come from the latent:
+reparameterization for the Gaussian, the chosen gradient estimator for the categorical
+(vae/estimators/: Gumbel-Softmax at tau = schedule(global step) by default). In validation
+and test z is one exact sample of q(z|x), one-hot for the categorical latent, so the logged
+`neg_elbo` is the bound of the discrete model; for estimators that relax z, `neg_elbo_relaxed`
+(the Gumbel-Softmax sample at the current tau) is logged beside it.
 
 Every number is computed from the three distributions a user also gets:
 `encode(x)` = q(z|x), `decode(z)` = p(x|z), `prior()` = p(z).
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, kl_divergence
 
+from vae.estimators import Estimator
 from vae.latents import CategoricalLatent, GaussianLatent
 from vae.temperature import TemperatureSchedule
 from vae.validation import InvalidValue
@@ -75,8 +78,10 @@ class VAE(L.LightningModule):
         return self.latent.posterior(self.encoder(x))
 
     def decode(self, z: Tensor) -> Distribution:
-        """p(x|z), Bernoulli over pixels; batch_shape (B,), event_shape (1, 28, 28)."""
-        logits = self.decoder(z.flatten(start_dim=1)).float()  # (B, 1, 28, 28)
+        """p(x|z), Bernoulli over pixels, for z (*batch, *event): batch_shape (*batch,)."""
+        batch_shape = z.shape[: z.dim() - self.latent.event_ndim]
+        logits = self.decoder(z.reshape(-1, self.latent.code_size)).float()  # (prod(batch), 1, 28, 28)
+        logits = logits.view(*batch_shape, *logits.shape[1:])  # (*batch, 1, 28, 28)
         return Independent(Bernoulli(logits=logits, validate_args=False), 3)
 
     def prior(self) -> Distribution:
@@ -102,10 +107,20 @@ class VAE(L.LightningModule):
         kl = kl_divergence(q, self.prior())
         return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
+    def training_terms(self, x: Tensor, temperature: float | None) -> dict[str, Tensor]:
+        """Per-image recon, kl and neg_elbo (B,) whose gradient is the training gradient.
+
+        recon is the latent's surrogate for E_q[-log p(x|z)]: its value is an estimate of that
+        expectation, its gradient the estimator's (vae/estimators/base.py).
+        """
+        q = self.encode(x)
+        recon = self.latent.expected_cost(q, lambda z: -self.decode(z).log_prob(x), temperature)
+        kl = kl_divergence(q, self.prior())
+        return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
         tau = self.tau_at(self.global_step)
-        q = self.encode(x)
-        terms = self.negative_elbo(x, self.latent.rsample(q, tau), q)
+        terms = self.training_terms(x, tau)
         loss = terms["neg_elbo"].mean()
         # One host sync per step, the price of stopping before a NaN reaches the weights.
         if not torch.isfinite(loss):
@@ -131,7 +146,7 @@ class VAE(L.LightningModule):
         # z ~ q(z|x) exactly: one-hot for the categorical latent.
         for name, value in self.negative_elbo(x, q.sample(), q).items():
             self.log(f"{stage}/{name}", value.mean(), **log)
-        if self.temperature is not None:
+        if isinstance(self.latent, CategoricalLatent) and self.latent.estimator.relaxes:
             relaxed = self.negative_elbo(x, self.latent.rsample(q, self.tau), q)["neg_elbo"]
             self.log(f"{stage}/neg_elbo_relaxed", relaxed.mean(), **log)
 
@@ -162,6 +177,8 @@ def gaussian_vae(dim: int, **kwargs: Any) -> VAE:
     return VAE(GaussianLatent(dim), **kwargs)
 
 
-def categorical_vae(num_variables: int, num_classes: int, hard: bool = False, **kwargs: Any) -> VAE:
-    """VAE with num_variables categoricals of num_classes each; hard=True for straight-through."""
-    return VAE(CategoricalLatent(num_variables, num_classes, hard), **kwargs)
+def categorical_vae(
+    num_variables: int, num_classes: int, estimator: str | Estimator = "gumbel_softmax", **kwargs: Any
+) -> VAE:
+    """VAE with num_variables categoricals of num_classes each, trained with `estimator`."""
+    return VAE(CategoricalLatent(num_variables, num_classes, estimator), **kwargs)

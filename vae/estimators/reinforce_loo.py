@@ -1,0 +1,49 @@
+"""REINFORCE with a leave-one-out baseline (Kool et al. 2019): unbiased, no relaxation.
+
+num_samples codes z_1..z_S ~ q(z|x) per image; each is scored against the mean cost of the
+others, b_s = (sum_t f(z_t) - f(z_s)) / (S - 1), which does not depend on z_s:
+
+    grad_theta = 1/S sum_s (f(z_s) - b_s) grad_theta log q(z_s | x)
+
+The surrogate's value is the mean cost 1/S sum_s f(z_s); through f's own parameters (the
+decoder) its gradient is the plain Monte-Carlo one. No temperature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from vae.estimators.base import Cost, Estimator
+from vae.gumbel import gumbel_max
+from vae.validation import require
+
+
+@dataclass
+class ReinforceLOO(Estimator):
+    num_samples: int = 4  # codes per image; the baseline needs at least 2
+    name = "reinforce_loo"
+    uses_temperature = False
+
+    def __post_init__(self) -> None:
+        n = self.num_samples
+        ok = isinstance(n, int) and not isinstance(n, bool) and n >= 2
+        require(ok, "num_samples", n, "must be an integer >= 2 (the leave-one-out baseline needs two)")
+
+    def surrogate(
+        self,
+        logits: Tensor,
+        cost: Cost,
+        temperature: float | None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        S = self.num_samples
+        z = gumbel_max(logits.expand(S, *logits.shape), generator=generator)  # (S, *batch, N, K), exact
+        log_p = torch.log_softmax(logits.to(z.dtype), dim=-1)  # (*batch, N, K)
+        log_q = (z * log_p).sum((-2, -1))  # (S, *batch): log q(z_s|x), a sum over the N variables
+        f = cost(z)  # (S, *batch)
+        baseline = (f.sum(0, keepdim=True) - f) / (S - 1)  # (S, *batch), independent of z_s
+        score = (f - baseline).detach() * (log_q - log_q.detach())  # value 0, gradient the estimator's
+        return (f + score).mean(0)

@@ -1,0 +1,26 @@
+"""Straight-through Gumbel-Softmax (Jang et al. 2017), the "hard" mode.
+
+Forward: the exact Gumbel-Max sample D = one_hot(argmax(theta + G)), distributed as
+Categorical(softmax theta). Backward: the gradient of softmax((theta + G) / tau) with the same G.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from vae.estimators.base import PathwiseEstimator
+from vae.gumbel import gumbel_softmax
+
+
+@dataclass
+class STGumbel(PathwiseEstimator):
+    name = "st_gumbel"
+    relaxes = True
+
+    def sample(
+        self, logits: Tensor, temperature: float | None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        return gumbel_softmax(logits, temperature, hard=True, generator=generator)
