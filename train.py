@@ -2,13 +2,14 @@
 
 python train.py model=categorical
 python train.py model=gaussian trainer.max_epochs=3
-python train.py model=categorical model.hard=true tau=cosine seed=3
+python train.py model=categorical model.estimator=st_gumbel tau=cosine seed=3
 python train.py <same overrides> ckpt_path=runs/.../checkpoints/last.ckpt   # resume
 """
 
 from __future__ import annotations
 
 import json
+import platform
 import sys
 import traceback
 from pathlib import Path
@@ -19,6 +20,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -26,8 +28,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae.checkpoint import CheckpointError, build_model, read_checkpoint
 from vae.config import ConfigError, call_checked, instantiate_node
-from vae.data import DataNotFoundError
-from vae.module import NonFiniteLossError
+from vae.data import DataNotFoundError, MNISTDataModule, TensorBatches
+from vae.evaluation import importance_weighted_means
+from vae.module import VAE, NonFiniteLossError
 
 
 def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
@@ -37,6 +40,9 @@ def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningM
     model builds them again: only then is a bad value reported under its own key
     (network.encoder.hidden_sizes=...) rather than under model.
     """
+    iw = cfg.iw_samples
+    if not (isinstance(iw, int) and not isinstance(iw, bool) and iw >= 0):
+        raise ConfigError(f"iw_samples={iw!r} is not allowed: must be an integer >= 0 (0: off)")
     datamodule = instantiate_node(cfg, "data")
     if cfg.model.get("temperature") is not None:
         instantiate_node(cfg, "tau")
@@ -52,6 +58,36 @@ def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningM
         if data_state is not None:
             call_checked("data", datamodule.load_state_dict, data_state)
     return datamodule, model
+
+
+def _importance_weighted_test(model: VAE, datamodule: MNISTDataModule, k: int, seed: int) -> dict[str, float]:
+    """test/nll_iw with k samples (and the k-sample -ELBO beside it), as vae.evaluate computes it."""
+    torch.manual_seed(seed)
+    model.eval()
+    images = datamodule.test_images.to(model.device)  # (10k, 1, 28, 28), fixed binarization
+    results = importance_weighted_means(model, TensorBatches(images, 100), k)
+    return {
+        "test/nll_iw": results["test/nll_iw"],
+        "test/neg_elbo_k": results["test/neg_elbo"],
+        "iw_samples": k,
+    }
+
+
+def _hardware(trainer: L.Trainer) -> str:
+    """What the run trained on, for the tables that quote its numbers."""
+    if isinstance(trainer.accelerator, CUDAAccelerator):
+        return f"{trainer.num_devices} x {torch.cuda.get_device_name()}"
+    cpuinfo = Path("/proc/cpuinfo")
+    names = (
+        [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        if cpuinfo.exists()
+        else []
+    )
+    return f"CPU, {torch.get_num_threads()} threads ({names[0] if names else platform.machine()})"
 
 
 def _refuse_to_overwrite(output_dir: Path) -> None:
@@ -96,11 +132,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=best)[0])
         if cfg.test:
             metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=best)[0])
+            if cfg.iw_samples and trainer.is_global_zero:  # trainer.test left the best weights in model
+                bounds = _importance_weighted_test(model, datamodule, cfg.iw_samples, cfg.seed)
+                metrics.update(bounds)
+                for logger in loggers:
+                    logger.log_metrics(bounds, step=model.weights_step)
         metrics.update(
             checkpoint=best,
             global_step=model.weights_step,
+            epochs=trainer.current_epoch,
             tau=model.tau,
             seed=cfg.seed,
+            hardware=_hardware(trainer),
         )
         if trainer.is_global_zero:
             (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -156,6 +156,33 @@ def test_tau_sweep_experiment_runs_every_combination_through_the_cli(workdir):
     assert len(list(sweep.glob("*/metrics.json"))) == 12
 
 
+def test_paper_experiments_run_through_the_cli_and_fill_the_readme_results(workdir):
+    experiments = ["jang2017", "jang2017_st", "reinmax_8x4", "reinmax_4x24", "reinmax_10x30"]
+    _train_cli("-m", f"experiment={','.join(experiments)}", "debug=fast", "iw_samples=3", cwd=workdir)
+    sweep = _sweep_dir(workdir)
+    runs = {run.configuration: run for run in collect(sweep)}
+    assert set(runs) == {f"experiment={e}" for e in experiments}
+    settings = {c: yaml.safe_load((r.path / "config.yaml").read_text()) for c, r in runs.items()}
+    jang, reinmax = settings["experiment=jang2017"], settings["experiment=reinmax_4x24"]
+    assert jang["model"]["estimator"]["_target_"] == "vae.estimators.GumbelSoftmax"
+    assert settings["experiment=jang2017_st"]["model"]["estimator"]["_target_"] == "vae.estimators.STGumbel"
+    assert (jang["model"]["num_variables"], jang["model"]["num_classes"]) == (20, 10)
+    assert jang["trainer"]["max_steps"] == 50000 and jang["data"]["binarization"] == "fixed"
+    assert (reinmax["model"]["num_variables"], reinmax["model"]["num_classes"]) == (24, 4)
+    assert reinmax["optimizer"]["_target_"] == "torch.optim.RAdam" and reinmax["tau"]["tau0"] == 1.5
+    for run in runs.values():
+        assert run.metrics["iw_samples"] == 3 and run.metrics["test/nll_iw"] <= run.metrics["test/neg_elbo_k"]
+
+    readme = workdir / "README.md"
+    readme.write_text("# Title\n\n<!-- results:begin -->\nold numbers\n<!-- results:end -->\n\nAfter.\n")
+    report(sweep, readme=readme)
+    text = readme.read_text()
+    assert "old numbers" not in text and text.startswith("# Title") and text.endswith("After.\n")
+    jang_row = next(line for line in text.splitlines() if line.startswith("| experiment=jang2017 |"))
+    measured = f"{runs['experiment=jang2017'].metrics['test/nll_iw']:.2f} ± 0.00"
+    assert measured in jang_row and "101.5 (test/nll_iw)" in jang_row
+
+
 def test_wandb_sweep_file_names_real_keys_and_builds_an_accepted_command(workdir):
     sweep = yaml.safe_load((CONFIGS / "sweep" / "tau.yaml").read_text())
     assert sweep["command"] == ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]

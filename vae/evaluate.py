@@ -15,10 +15,9 @@ from typing import Any
 import hydra
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from vae.data import TensorBatches
-from vae.evaluation import can_enumerate, exact_nll, importance_weighted, latent_health
+from vae.evaluation import can_enumerate, exact_nll, importance_weighted_means, latent_health
 from vae.tools import load_model_and_test_set, require_positive_ints, run_or_exit
 
 
@@ -29,11 +28,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     batches = TensorBatches(images, cfg.batch_size)
 
     torch.manual_seed(cfg.seed)
-    totals: dict[str, torch.Tensor] = {}
-    for x in tqdm(batches, desc=f"importance sampling, k={cfg.k}", unit="batch", mininterval=1):
-        for name, value in importance_weighted(model, x, cfg.k, cfg.chunk_size).items():
-            totals[name] = totals.get(name, 0) + value.sum()
-    results: dict[str, Any] = {f"test/{name}": (v / len(images)).item() for name, v in totals.items()}
+    results: dict[str, Any] = importance_weighted_means(model, batches, cfg.k, cfg.chunk_size, progress=True)
     if can_enumerate(model):
         results["test/nll_exact"] = exact_nll(model, batches).mean().item()
     results.update(latent_health(model, batches))

@@ -6,10 +6,15 @@ val/test numbers, and its curves (val -ELBO and tau over steps) from the CSV log
 that, the W&B run file. Runs are grouped into configurations by their overrides less the seed.
 
 Writes to SWEEP_DIR (or --out):
-- report.md: per configuration, mean +- std over seeds of the final numbers, best first;
+- report.md: per configuration, mean +- std over seeds of the final numbers, best first, beside
+  the published number when the run's config carries one (experiment=jang2017 and the like);
 - val_neg_elbo.png: val -ELBO over steps, mean with a +-1 std band over seeds;
 - tau.png: the tau each configuration trained with, over steps;
 - test_neg_elbo.png: final test -ELBO per configuration with +-1 std error bars.
+
+With --readme README.md, the results table also replaces the block between the README's
+`<!-- results:begin -->` and `<!-- results:end -->` markers, so the README's numbers are
+regenerated from the runs, never typed.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from pathlib import Path
 import yaml
 
 SEED_KEYS = ("seed",)
-REPORTED = ("test/neg_elbo", "val/neg_elbo", "test/neg_elbo_relaxed", "test/kl")
+REPORTED = ("test/neg_elbo", "test/nll_iw", "val/neg_elbo", "test/neg_elbo_relaxed", "test/kl", "epochs")
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 @dataclass
@@ -39,6 +45,7 @@ class Run:
     val_curve: dict[int, float] = field(default_factory=dict)  # step -> val/neg_elbo
     tau_curve: dict[int, float] = field(default_factory=dict)  # step -> train/tau
     configuration: str = ""  # the overrides that vary across the sweep, less the seed
+    published: dict = field(default_factory=dict)  # the config's `published` node, if any
 
 
 def _key(override: str) -> str:
@@ -85,6 +92,9 @@ def _curves_from_wandb(path: Path) -> tuple[dict[int, float], dict[int, float]]:
 def load_run(path: Path) -> Run:
     overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
     run = Run(path=path, overrides=list(overrides), status="running")
+    config = path / "config.yaml"
+    if config.exists():
+        run.published = (yaml.safe_load(config.read_text()) or {}).get("published") or {}
     if (path / "metrics.json").exists():
         run.status = "done"
         run.metrics = json.loads((path / "metrics.json").read_text())
@@ -131,6 +141,9 @@ def summarize(runs: list[Run]) -> list[dict]:
             "failed": sum(r.status == "failed" for r in members),
             "running": sum(r.status == "running" for r in members),
             "seeds": sorted(r.metrics.get("seed") for r in done),
+            "published": members[0].published,
+            "hardware": sorted({r.metrics["hardware"] for r in done if "hardware" in r.metrics}),
+            "iw_samples": sorted({r.metrics["iw_samples"] for r in done if "iw_samples" in r.metrics}),
         }
         for key in REPORTED:
             row[key] = _mean_std([r.metrics[key] for r in done if key in r.metrics])
@@ -151,6 +164,49 @@ def _cell(value: tuple[float, float]) -> str:
     return "–" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
 
 
+def _published(row: dict) -> str:
+    published = row["published"]
+    if not published:
+        return "–"
+    value = published.get("value")
+    metric = published.get("metric", "")
+    return (
+        f"{value} ({metric})" if value is not None else f"not in SCIENCE.md ({published.get('source', '')})"
+    )
+
+
+def results_table(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:
+    """The README's results: measured beside published, with what the runs were."""
+    lines = [
+        f"Measured by `python -m vae.report {sweep_dir} --readme README.md` from the runs of"
+        f" `python train.py -m {' '.join(shared_overrides(runs))} <configuration> seed=...`.",
+        "Mean ± std over seeds, nats per image, official 10k test images, best checkpoint by val −ELBO;"
+        " −ELBO with one-hot samples, IW bound with k importance samples.",
+        "",
+        "| configuration | epochs | test −ELBO | test IW bound | published | seeds | k | hardware |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        epochs = row["epochs"][0]
+        lines.append(
+            f"| {row['configuration']} | {'–' if math.isnan(epochs) else f'{epochs:.0f}'}"
+            f" | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])} | {_published(row)}"
+            f" | {', '.join(map(str, row['seeds'])) or '–'} | {', '.join(map(str, row['iw_samples'])) or '–'}"
+            f" | {'; '.join(row['hardware']) or '–'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the text between the README's results markers with `table`."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise FileNotFoundError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' block to replace")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_BEGIN}\n{table}{README_END}{tail}")
+
+
 def markdown(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:
     lines = [
         f"# Sweep report: {sweep_dir}",
@@ -160,13 +216,14 @@ def markdown(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:
         "",
         f"Settings shared by every run: `{' '.join(shared_overrides(runs)) or '(none)'}`",
         "",
-        "| configuration | test −ELBO | val −ELBO | test −ELBO relaxed | test KL | seeds"
-        " | done | failed | running |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| configuration | test −ELBO | test IW bound | published | val −ELBO | test −ELBO relaxed"
+        " | test KL | seeds | done | failed | running |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['configuration']} | {_cell(row['test/neg_elbo'])} | {_cell(row['val/neg_elbo'])}"
+            f"| {row['configuration']} | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])}"
+            f" | {_published(row)} | {_cell(row['val/neg_elbo'])}"
             f" | {_cell(row['test/neg_elbo_relaxed'])} | {_cell(row['test/kl'])}"
             f" | {', '.join(map(str, row['seeds'])) or '–'} | {row['done']} | {row['failed']}"
             f" | {row['running']} |"
@@ -262,8 +319,8 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def report(sweep_dir: Path, out: Path | None = None) -> dict[str, Path]:
-    """Write report.md and the plots for sweep_dir; returns their paths."""
+def report(sweep_dir: Path, out: Path | None = None, readme: Path | None = None) -> dict[str, Path]:
+    """Write report.md and the plots for sweep_dir (and the README's results); returns their paths."""
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir}: no such sweep directory")
     runs = collect(sweep_dir)
@@ -275,6 +332,8 @@ def report(sweep_dir: Path, out: Path | None = None) -> dict[str, Path]:
     table = out / "report.md"
     table.write_text(markdown(rows, runs, sweep_dir))
     plots = plot(rows, runs, out)
+    if readme is not None:
+        update_readme(readme, results_table(rows, runs, sweep_dir))
     return {"table": table, **{p.stem: p for p in plots}}
 
 
@@ -282,9 +341,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m vae.report", description=__doc__.split("\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. runs/multirun/<date>")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: sweep_dir)")
+    parser.add_argument(
+        "--readme", type=Path, default=None, help="also write the results table into this README"
+    )
     args = parser.parse_args(argv)
     try:
-        written = report(args.sweep_dir, args.out)
+        written = report(args.sweep_dir, args.out, args.readme)
     except FileNotFoundError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"Wrote {', '.join(p.name for p in written.values())} to {written['table'].parent}")
