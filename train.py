@@ -9,7 +9,6 @@ python train.py <same overrides> ckpt_path=runs/.../checkpoints/last.ckpt   # re
 from __future__ import annotations
 
 import json
-import platform
 import sys
 import traceback
 from pathlib import Path
@@ -30,6 +29,7 @@ from vae.checkpoint import CheckpointError, build_model, read_checkpoint
 from vae.config import ConfigError, call_checked, instantiate_node
 from vae.data import DataNotFoundError, MNISTDataModule, TensorBatches
 from vae.evaluation import importance_weighted_means
+from vae.hardware import describe
 from vae.module import VAE, NonFiniteLossError
 
 
@@ -40,6 +40,8 @@ def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningM
     model builds them again: only then is a bad value reported under its own key
     (network.encoder.hidden_sizes=...) rather than under model.
     """
+    if not isinstance(cfg.compile, bool):
+        raise ConfigError(f"compile={cfg.compile!r} is not allowed: must be true or false")
     iw = cfg.iw_samples
     if not (isinstance(iw, int) and not isinstance(iw, bool) and iw >= 0):
         raise ConfigError(f"iw_samples={iw!r} is not allowed: must be an integer >= 0 (0: off)")
@@ -75,19 +77,8 @@ def _importance_weighted_test(model: VAE, datamodule: MNISTDataModule, k: int, s
 
 def _hardware(trainer: L.Trainer) -> str:
     """What the run trained on, for the tables that quote its numbers."""
-    if isinstance(trainer.accelerator, CUDAAccelerator):
-        return f"{trainer.num_devices} x {torch.cuda.get_device_name()}"
-    cpuinfo = Path("/proc/cpuinfo")
-    names = (
-        [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        if cpuinfo.exists()
-        else []
-    )
-    return f"CPU, {torch.get_num_threads()} threads ({names[0] if names else platform.machine()})"
+    devices = f"{trainer.num_devices} x " if trainer.num_devices > 1 else ""
+    return devices + describe(cuda=isinstance(trainer.accelerator, CUDAAccelerator))
 
 
 def _refuse_to_overwrite(output_dir: Path) -> None:
@@ -105,6 +96,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
     torch.set_flush_denormal(cfg.flush_denormal)  # a no-op where the CPU cannot
     datamodule, model = _build_checked(cfg)
+    if cfg.compile:
+        model.compile_training()
     # Under DDP, train.py runs once per process; only the first writes the run's files.
     is_first_process = rank_zero_only.rank == 0
     output_dir = Path(cfg.paths.output_dir)

@@ -58,6 +58,7 @@ def test_tau_and_step_survive_a_checkpoint_and_a_resume(make_config, tmp_path):
             *FAST_TAU,
             "trainer.max_epochs=3",
             "trainer.limit_train_batches=15",
+            "trainer.log_every_n_steps=1",
             f"ckpt_path={last}",
         ],
         "resumed",
@@ -79,6 +80,32 @@ def test_same_seed_same_numbers_other_seed_other_numbers(make_config):
     keys = [k for k in a if k.startswith(("val/", "test/"))]
     assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
     assert a["test/neg_elbo"] != c["test/neg_elbo"]
+
+
+def test_deferred_finite_check_names_the_first_bad_step_and_keeps_checkpoints(
+    make_config, tmp_path, monkeypatch
+):
+    # The GPU path: no host sync per step; the first bad step is recorded on the device and
+    # read every finite_check_every_n_steps steps and before validation.
+    encode, on_train_start = VAE.encode, VAE.on_train_start
+
+    def encode_that_breaks_at_step_23(self, x):
+        if self.training and self.global_step >= 23:
+            x = x * float("nan")
+        return encode(self, x)
+
+    def check_every_5_steps(self):
+        self.finite_check_every_n_steps = 5
+        on_train_start(self)
+
+    monkeypatch.setattr(VAE, "encode", encode_that_breaks_at_step_23)
+    monkeypatch.setattr(VAE, "on_train_start", check_every_5_steps)
+    cfg = make_config([*SHORT, *FAST_TAU, "trainer.max_epochs=5", "trainer.limit_train_batches=10"])
+    with pytest.raises(NonFiniteLossError, match=r"global step 23 with tau="):
+        train.train(cfg)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 20
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
 
 
 def test_non_finite_loss_stops_naming_step_and_tau_and_keeps_checkpoints(make_config, tmp_path, monkeypatch):

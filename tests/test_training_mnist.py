@@ -60,16 +60,16 @@ def test_a_few_hundred_steps_learn_and_log_everything(make_config, tmp_path, mod
     best = vae.load(metrics["checkpoint"])
     assert _val_neg_elbo(best, datamodule) == pytest.approx(metrics["val/neg_elbo"], abs=1.0)
 
-    # The W&B offline run: resolved config, every-step metrics and tau, val/test numbers, images.
+    # The W&B offline run: resolved config, metrics and tau every 10 steps, val/test numbers, images.
     (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     logged = config(run_file)
     assert logged["model"]["_target_"].endswith(f"{model_name}_vae")
     assert logged["seed"] == 1
     rows = history(run_file)
     train_steps = [r["trainer/global_step"] for r in rows if "train/neg_elbo" in r]
-    assert train_steps == list(range(STEPS))
+    assert len(train_steps) == STEPS // 10 and set(np.diff(train_steps)) == {10}
     taus = [r["train/tau"] for r in rows if "train/tau" in r]
-    assert len(taus) == (STEPS if model_name == "categorical" else 0)
+    assert len(taus) == (STEPS // 10 if model_name == "categorical" else 0)
     assert [r["val/neg_elbo"] for r in rows if "val/neg_elbo" in r][-1] == pytest.approx(
         metrics["val/neg_elbo"],
         abs=5.0,  # last epoch's weights vs. the best checkpoint's
@@ -136,3 +136,28 @@ def test_every_estimator_trains_an_epoch_without_nan(make_config, estimator, lat
     assert metrics["val/neg_elbo"] < 250
     assert ("val/neg_elbo_relaxed" in metrics) == (estimator in ("gumbel_softmax", "st_gumbel", "gumbel_rao"))
     assert (metrics["tau"] is None) == (estimator in ("reinforce_loo", "exact"))
+
+
+def test_compiled_training_step_computes_what_eager_computes(make_config, test_images):
+    # With inductor's random numbers taken from eager torch (fallback_random), the compiled
+    # step must reproduce the eager loss and gradients up to float reassociation; in training
+    # (compile=true) only the noise differs, so runs agree to within seed-to-seed spread.
+    import torch._inductor.config as inductor_config
+
+    model = train._build_checked(make_config(["model.estimator=st_gumbel"]))[1]
+    x = test_images[:100]
+
+    def loss_and_grads(terms_fn, tau):
+        torch.manual_seed(7)
+        model.zero_grad()
+        loss = terms_fn(x, tau)["neg_elbo"].mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    eager_loss, eager_grads = loss_and_grads(model.step_terms, 0.6)
+    with inductor_config.patch(fallback_random=True):
+        model.compile_training()
+        compiled_loss, compiled_grads = loss_and_grads(model.step_terms, 0.6)
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-4, atol=1e-3)
+    for compiled, eager in zip(compiled_grads, eager_grads, strict=True):
+        torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-4)

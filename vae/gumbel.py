@@ -27,8 +27,15 @@ import torch
 from torch import Tensor
 
 
-def check_temperature(temperature: float) -> float:
-    """Return ``temperature`` as a float if it is finite and > 0, else raise ValueError."""
+def check_temperature(temperature: float | Tensor) -> float | Tensor:
+    """Return ``temperature`` as a float if it is finite and > 0, else raise ValueError.
+
+    A 0-d tensor passes through unchecked: that is how a compiled training step receives tau
+    (a Python float would be a constant of the compiled graph, recompiled at every new tau);
+    VAE.training_step checks the value before wrapping it.
+    """
+    if isinstance(temperature, Tensor):
+        return temperature
     tau = float(temperature)
     if not (math.isfinite(tau) and tau > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")

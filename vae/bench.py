@@ -1,0 +1,315 @@
+"""python -m vae.bench: seconds per training epoch, three ways, side by side.
+
+    project     train.py's own code path: train.train(cfg) with the default config (W&B
+                logging offline, validation, checkpoints, progress bar), timed from the start of
+                one epoch to the start of the next, so validation and checkpoints are included
+    dataloader  the loop most tutorials and peer repositories write: torchvision MNIST with
+                ToTensor, a DataLoader (shuffle, num_workers=0 on CPU; 1 worker and pinned
+                memory on a GPU, as in pytorch/examples/vae), torch.bernoulli per batch, and
+                loss.item() per step for the running loss
+    bare        no framework: the same images as tensors on the device, a permutation per epoch,
+                binarized per batch, the same model and loss, no logging: the floor
+
+Same model (the config's, built by train.py's code), optimizer, loss and tau schedule in all
+three. Each case runs in its own process (so its peak memory is its own); the first epoch is
+warm-up (and compilation) and is excluded; the other epochs are the repetitions. The
+dataloader loop reads all 60k training images, the others the 55k left after the validation
+split, so ratios compare time per image. Figures are printed as a table, ratios last.
+
+    python -m vae.bench                         # both models, batch 100 and 1000, CPU or GPU
+    python -m vae.bench --models categorical --batch-sizes 100 --epochs 6 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from vae.hardware import describe
+
+REPO = Path(__file__).resolve().parents[1]
+LOOPS = ("project", "dataloader", "bare")
+
+
+class EpochClock(L.Callback):
+    """Wall-clock time at the start of every training epoch and at the end of training."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.stamps = Path(path), []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _synchronize()
+        self.stamps.append(time.perf_counter())
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _synchronize()
+        self.stamps.append(time.perf_counter())
+        self.path.write_text(json.dumps(self.stamps))
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _config(args: argparse.Namespace, output_dir: Path, extra: list[str] = ()):
+    """train.yaml as train.py's main receives it, with the case's settings."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"model={args.model}",
+                f"data.batch_size={args.batch_size}",
+                f"data.root={args.data_root}",
+                f"trainer.max_epochs={args.epochs}",
+                f"trainer.accelerator={args.device}",
+                f"compile={str(args.compile).lower()}",
+                f"seed={args.seed}",
+                "test=false",
+                *extra,
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)  # for the ${hydra:...} in run names and W&B tags
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]
+    return cfg
+
+
+def _run_project(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from omegaconf import open_dict
+
+    import train
+
+    cfg = _config(args, workdir / "run")
+    clock = workdir / "epochs.json"
+    with open_dict(cfg):
+        cfg.callbacks.epoch_clock = {"_target_": "vae.bench.EpochClock", "path": str(clock)}
+    metrics = train.train(cfg)
+    stamps = json.loads(clock.read_text())
+    return {
+        "epoch_s": [b - a for a, b in zip(stamps, stamps[1:], strict=False)],
+        "images": 60_000 - cfg.data.val_size,
+        "val_neg_elbo": metrics["val/neg_elbo"],
+    }
+
+
+def _model_and_optimizer(args: argparse.Namespace, workdir: Path, device: torch.device):
+    import train
+
+    L.seed_everything(args.seed, verbose=False)
+    torch.set_flush_denormal(True)  # as train.py does by default
+    cfg = _config(args, workdir / "run")
+    datamodule, model = train._build_checked(cfg)
+    model = model.to(device).train()
+    if args.compile:
+        model.compile_training()
+    return cfg, datamodule, model, model.configure_optimizers()
+
+
+def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    device = _device(args)
+    cfg, _, model, optimizer = _model_and_optimizer(args, workdir, device)
+    dataset = datasets.MNIST(args.data_root, train=True, download=False, transform=transforms.ToTensor())
+    cuda = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, **cuda)
+    step, epoch_s = 0, []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        train_loss = 0.0
+        for x, _ in loader:
+            x = torch.bernoulli(x.to(device))
+            loss = model.step_terms(x, model.tau_at(step))["neg_elbo"].mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            train_loss += loss.item()
+            step += 1
+        _synchronize()
+        epoch_s.append(time.perf_counter() - start)
+    return {"epoch_s": epoch_s, "images": len(dataset), "train_neg_elbo_last_epoch": train_loss / len(loader)}
+
+
+def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    device = _device(args)
+    cfg, datamodule, model, optimizer = _model_and_optimizer(args, workdir, device)
+    datamodule.setup()
+    images = datamodule.train_images.to(device)  # (55k, 1, 28, 28) intensities in [0, 1]
+    batch = args.batch_size
+    step, epoch_s, losses = 0, [], []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(images), device=device)
+        for i in range(0, len(images), batch):
+            x = images[order[i : i + batch]]
+            x = (torch.rand_like(x) < x).to(x.dtype)  # dynamic binarization
+            loss = model.step_terms(x, model.tau_at(step))["neg_elbo"].mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+        losses.append(loss.detach())
+        _synchronize()
+        epoch_s.append(time.perf_counter() - start)
+    return {"epoch_s": epoch_s, "images": len(images), "train_neg_elbo_last_batch": losses[-1].item()}
+
+
+def _device(args: argparse.Namespace) -> torch.device:
+    return torch.device(
+        "cuda"
+        if args.device == "gpu"
+        else args.device
+        if args.device != "auto"
+        else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+
+
+def _one_case(args: argparse.Namespace) -> None:
+    """Run one case in this process and print its figures as one JSON line."""
+    os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network from a benchmark
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = {"project": _run_project, "dataloader": _run_dataloader, "bare": _run_bare}[args.case]
+    with tempfile.TemporaryDirectory() as workdir:
+        result = run(args, Path(workdir))
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    result["peak_rss_mb"] = peak_rss_mb
+    if torch.cuda.is_available():
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print("BENCH " + json.dumps(result), flush=True)
+
+
+def _spawn(
+    args: argparse.Namespace, loop: str, model: str, batch_size: int, compiled: bool
+) -> dict[str, Any]:
+    command = [
+        sys.executable, "-m", "vae.bench", "--case", loop, "--models", model,
+        "--batch-sizes", str(batch_size), "--epochs", str(args.epochs), "--device", args.device,
+        "--data-root", str(args.data_root), "--seed", str(args.seed),
+    ] + (["--compile"] if compiled else [])  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("BENCH ") :])
+    timed = result["epoch_s"][1:]  # the first epoch is warm-up
+    median = statistics.median(timed)
+    result.update(
+        loop=loop,
+        model=model,
+        batch_size=batch_size,
+        compile=compiled,
+        median_s=median,
+        min_s=min(timed),
+        max_s=max(timed),
+        images_per_s=result["images"] / median,
+    )
+    return result
+
+
+def _label(row: dict[str, Any]) -> str:
+    return row["loop"] + (" +compile" if row["compile"] else "")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| model | batch | loop | s/epoch (median) | min–max | images/s | peak RSS MB | peak GPU MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        gpu = f"{r['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in r else "–"
+        lines.append(
+            f"| {r['model']} | {r['batch_size']} | {_label(r)} | {r['median_s']:.2f} |"
+            f" {r['min_s']:.2f}–{r['max_s']:.2f} | {r['images_per_s']:,.0f} | {r['peak_rss_mb']:.0f}"
+            f" | {gpu} |"
+        )
+    return "\n".join(lines)
+
+
+def _ratios(rows: list[dict[str, Any]]) -> str:
+    """Time per image of the project's loop against the others, per model and batch size."""
+    lines = []
+    keys = sorted({(r["model"], r["batch_size"]) for r in rows})
+    for model, batch in keys:
+        per_image = {
+            _label(r): 1 / r["images_per_s"] for r in rows if (r["model"], r["batch_size"]) == (model, batch)
+        }
+        parts = []
+        if "project" in per_image and "bare" in per_image:
+            parts.append(f"project/bare = {per_image['project'] / per_image['bare']:.2f}")
+        if "project" in per_image and "dataloader" in per_image:
+            parts.append(f"dataloader/project = {per_image['dataloader'] / per_image['project']:.2f}x")
+        for loop in ("project +compile", "bare +compile"):
+            if loop in per_image and "bare" in per_image:
+                parts.append(f"{loop}/bare eager = {per_image[loop] / per_image['bare']:.2f}")
+        lines.append(f"{model}, batch {batch}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def _machine(device: str) -> str:
+    return f"{describe(cuda=device != 'cpu')}, torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m vae.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["categorical", "gaussian"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[100, 1000])
+    parser.add_argument("--loops", nargs="+", default=list(LOOPS), choices=LOOPS)
+    parser.add_argument("--epochs", type=int, default=4, help="per case; the first is warm-up")
+    parser.add_argument("--compile", action="store_true", help="also time project and bare with compile=true")
+    parser.add_argument("--device", default="auto", help="auto | cpu | gpu")
+    parser.add_argument("--data-root", type=Path, default=REPO / "data", help="folder holding MNIST/raw/")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument("--case", choices=LOOPS, help=argparse.SUPPRESS)  # internal: one case
+    args = parser.parse_args(argv)
+    if args.epochs < 2:
+        raise SystemExit(f"error: --epochs={args.epochs} is not allowed: at least 2 (the first is warm-up)")
+    if not (args.data_root / "MNIST" / "raw").is_dir():
+        raise SystemExit(f"error: --data-root={args.data_root}: no MNIST/raw/ folder there")
+    if args.case:
+        args.model, args.batch_size = args.models[0], args.batch_sizes[0]
+        _one_case(args)
+        return
+
+    print(f"Machine: {_machine(args.device)}; {args.epochs} epochs per case, the first excluded", flush=True)
+    rows = []
+    for model in args.models:
+        for batch_size in args.batch_sizes:
+            for loop in args.loops:
+                for compiled in [False, True] if args.compile and loop != "dataloader" else [False]:
+                    rows.append(_spawn(args, loop, model, batch_size, compiled))
+                    r = rows[-1]
+                    print(
+                        f"  {model:<11} batch {batch_size:<5} {_label(r):<17} {r['median_s']:6.2f} s/epoch",
+                        flush=True,
+                    )
+    print()
+    print(_table(rows))
+    print()
+    print(_ratios(rows))
+    if args.out:
+        args.out.write_text(json.dumps({"machine": _machine(args.device), "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
