@@ -1,0 +1,46 @@
+"""python -m vae.bench runs end to end and prints its table and ratios (figures are not asserted:
+speed targets live in the benchmark's output, not in timed tests)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_times_each_loop_in_its_own_process_and_prints_ratios(tmp_path, mnist_root):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "vae.bench", "--models", "gaussian", "--batch-sizes", "1000",
+            "--epochs", "2", "--loops", "project", "bare", "--data-root", str(mnist_root),
+            "--device", "cpu", "--out", str(out),
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["loop"], r["model"], r["batch_size"]) for r in rows] == [
+        ("project", "gaussian", 1000),
+        ("bare", "gaussian", 1000),
+    ]
+    for row in rows:
+        assert len(row["epoch_s"]) == 2 and all(t > 0 for t in row["epoch_s"])
+        assert row["median_s"] == row["epoch_s"][1]  # the first epoch is warm-up
+        assert row["images"] == 55_000 and row["peak_rss_mb"] > 100
+    assert rows[0]["val_neg_elbo"] < 400  # the project's run really trained
+    assert "| gaussian | 1000 | project |" in result.stdout
+    assert "gaussian, batch 1000: project/bare = " in result.stdout
+
+
+def test_bench_refuses_a_folder_without_mnist(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "vae.bench", "--data-root", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: --data-root={tmp_path}: no MNIST/raw/ folder there"
