@@ -44,19 +44,24 @@ LOOPS = ("project", "dataloader", "bare")
 
 
 class EpochClock(L.Callback):
-    """Wall-clock time at the start of every training epoch and at the end of training."""
+    """Wall-clock times: each training epoch's start, its validation's start, training's end."""
 
     def __init__(self, path: str) -> None:
-        self.path, self.stamps = Path(path), []
+        self.path, self.epochs, self.validations = Path(path), [], []
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         _synchronize()
-        self.stamps.append(time.perf_counter())
+        self.epochs.append(time.perf_counter())
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.epochs and not trainer.sanity_checking:  # the epoch's own validation
+            _synchronize()
+            self.validations.append(time.perf_counter())
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         _synchronize()
-        self.stamps.append(time.perf_counter())
-        self.path.write_text(json.dumps(self.stamps))
+        self.epochs.append(time.perf_counter())
+        self.path.write_text(json.dumps({"epochs": self.epochs, "validations": self.validations}))
 
 
 def _synchronize() -> None:
@@ -98,14 +103,17 @@ def _run_project(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     import train
 
-    cfg = _config(args, workdir / "run")
+    cfg = _config(args, workdir / "run", args.overrides)
     clock = workdir / "epochs.json"
     with open_dict(cfg):
         cfg.callbacks.epoch_clock = {"_target_": "vae.bench.EpochClock", "path": str(clock)}
     metrics = train.train(cfg)
     stamps = json.loads(clock.read_text())
+    starts, validations = stamps["epochs"], stamps["validations"]
     return {
-        "epoch_s": [b - a for a, b in zip(stamps, stamps[1:], strict=False)],
+        "epoch_s": [b - a for a, b in zip(starts, starts[1:], strict=False)],
+        # The training part alone: the epoch's start to its validation's start.
+        "train_only_s": [v - a for a, v in zip(starts, validations, strict=False)],
         "images": 60_000 - cfg.data.val_size,
         "val_neg_elbo": metrics["val/neg_elbo"],
     }
@@ -116,7 +124,7 @@ def _model_and_optimizer(args: argparse.Namespace, workdir: Path, device: torch.
 
     L.seed_everything(args.seed, verbose=False)
     torch.set_flush_denormal(True)  # as train.py does by default
-    cfg = _config(args, workdir / "run")
+    cfg = _config(args, workdir / "run", args.overrides)
     datamodule, model = train._build_checked(cfg)
     model = model.to(device).train()
     if args.compile:
@@ -204,7 +212,7 @@ def _spawn(
     command = [
         sys.executable, "-m", "vae.bench", "--case", loop, "--models", model,
         "--batch-sizes", str(batch_size), "--epochs", str(args.epochs), "--device", args.device,
-        "--data-root", str(args.data_root), "--seed", str(args.seed),
+        "--data-root", str(args.data_root), "--seed", str(args.seed), "--overrides", *args.overrides,
     ] + (["--compile"] if compiled else [])  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH ")]
@@ -223,6 +231,8 @@ def _spawn(
         max_s=max(timed),
         images_per_s=result["images"] / median,
     )
+    if "train_only_s" in result:
+        result["train_only_median_s"] = statistics.median(result["train_only_s"][1:])
     return result
 
 
@@ -232,15 +242,17 @@ def _label(row: dict[str, Any]) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | batch | loop | s/epoch (median) | min–max | images/s | peak RSS MB | peak GPU MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | batch | loop | s/epoch (median) | min–max | of which training | images/s | peak RSS MB"
+        " | peak GPU MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gpu = f"{r['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in r else "–"
+        train_only = f"{r['train_only_median_s']:.2f}" if "train_only_median_s" in r else "all"
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {_label(r)} | {r['median_s']:.2f} |"
-            f" {r['min_s']:.2f}–{r['max_s']:.2f} | {r['images_per_s']:,.0f} | {r['peak_rss_mb']:.0f}"
-            f" | {gpu} |"
+            f" {r['min_s']:.2f}–{r['max_s']:.2f} | {train_only} | {r['images_per_s']:,.0f}"
+            f" | {r['peak_rss_mb']:.0f} | {gpu} |"
         )
     return "\n".join(lines)
 
@@ -256,6 +268,12 @@ def _ratios(rows: list[dict[str, Any]]) -> str:
         parts = []
         if "project" in per_image and "bare" in per_image:
             parts.append(f"project/bare = {per_image['project'] / per_image['bare']:.2f}")
+            project = next(
+                r for r in rows if (r["model"], r["batch_size"], _label(r)) == (model, batch, "project")
+            )
+            bare = next(r for r in rows if (r["model"], r["batch_size"], _label(r)) == (model, batch, "bare"))
+            train_only = project["train_only_median_s"] / bare["median_s"]
+            parts.append(f"project without validation and checkpoints/bare = {train_only:.2f}")
         if "project" in per_image and "dataloader" in per_image:
             parts.append(f"dataloader/project = {per_image['dataloader'] / per_image['project']:.2f}x")
         for loop in ("project +compile", "bare +compile"):
@@ -279,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | gpu")
     parser.add_argument("--data-root", type=Path, default=REPO / "data", help="folder holding MNIST/raw/")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overrides", nargs="*", default=[], help="train.py overrides for every loop")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     parser.add_argument("--case", choices=LOOPS, help=argparse.SUPPRESS)  # internal: one case
     args = parser.parse_args(argv)
