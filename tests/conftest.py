@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from vae.config import compose_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -41,22 +41,8 @@ def _wandb_offline(monkeypatch):
 
 def compose_config(overrides: list[str], output_dir: Path, mnist_root: Path) -> DictConfig:
     """train.yaml with `overrides`, writing to output_dir, reading MNIST from mnist_root."""
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"data.root={mnist_root}",
-                "callbacks.progress_bar.refresh_rate=0",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-    # ${hydra:...} interpolations (the model name in run names) need a live HydraConfig.
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        del cfg["hydra"]  # as in a real run, where @hydra.main hands over the job config only
-    return cfg
+    base = [f"data.root={mnist_root}", "callbacks.progress_bar.refresh_rate=0"]
+    return compose_train_config([*base, *overrides], output_dir)
 
 
 @pytest.fixture

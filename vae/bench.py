@@ -71,31 +71,20 @@ def _synchronize() -> None:
 
 def _config(args: argparse.Namespace, output_dir: Path, extra: list[str] = ()):
     """train.yaml as train.py's main receives it, with the case's settings."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from vae.config import compose_train_config
 
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"model={args.model}",
-                f"data.batch_size={args.batch_size}",
-                f"data.root={args.data_root}",
-                f"trainer.max_epochs={args.epochs}",
-                f"trainer.accelerator={args.device}",
-                f"compile={str(args.compile).lower()}",
-                f"seed={args.seed}",
-                "test=false",
-                *extra,
-            ],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)  # for the ${hydra:...} in run names and W&B tags
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        del cfg["hydra"]
-    return cfg
+    overrides = [
+        f"model={args.model}",
+        f"data.batch_size={args.batch_size}",
+        f"data.root={args.data_root}",
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.accelerator={args.device}",
+        f"compile={str(args.compile).lower()}",
+        f"seed={args.seed}",
+        "test=false",
+        *extra,
+    ]
+    return compose_train_config(overrides, output_dir)
 
 
 def _run_project(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:

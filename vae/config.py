@@ -10,15 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import hydra
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae.validation import InvalidValue
 
 T = TypeVar("T")
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 class ConfigError(ValueError):
@@ -41,6 +43,24 @@ def reported_as(key: str) -> Iterator[None]:
         raise ConfigError(f"{node}.{cause.name}={cause.value!r} is not allowed: {cause.allowed}") from None
     except InvalidValue as cause:
         raise ConfigError(f"{key}.{cause.name}={cause.value!r} is not allowed: {cause.allowed}") from None
+
+
+def compose_train_config(overrides: list[str], output_dir: str | Path) -> DictConfig:
+    """configs/train.yaml with `overrides`, as train.py's @hydra.main hands it to train(cfg).
+
+    For code that calls train(cfg) itself (tests, vae.bench): Hydra's run-time config is set so
+    the ${hydra:...} interpolations resolve, then removed, and the run writes to output_dir.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]
+    return cfg
 
 
 def instantiate_node(cfg: DictConfig, key: str, **kwargs: Any) -> Any:

@@ -38,7 +38,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from vae.checkpoint import model_from_checkpoint, read_checkpoint, run_dir_of
+from vae.checkpoint import datamodule_from_checkpoint, model_from_checkpoint, read_checkpoint, run_dir_of
 from vae.config import ConfigError, instantiate_node
 from vae.data import MNISTDataModule
 from vae.estimators import ESTIMATORS, Estimator, as_estimator
@@ -55,7 +55,7 @@ def _model_and_images(cfg: DictConfig) -> tuple[VAE, Tensor, str]:
     if cfg.ckpt_path is not None:
         checkpoint = read_checkpoint(cfg.ckpt_path)
         model = model_from_checkpoint(checkpoint, cfg.ckpt_path)
-        data_settings = checkpoint.get(MNISTDataModule.__qualname__, {})
+        datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_root)  # its split and binarization
         source = str(Path(cfg.ckpt_path).resolve())
     else:
         torch.manual_seed(cfg.seed)  # the fresh weights
@@ -67,7 +67,7 @@ def _model_and_images(cfg: DictConfig) -> tuple[VAE, Tensor, str]:
             optimizer=torch.optim.Adam,
             temperature=ConstantTemperature(1.0),
         ).eval()
-        data_settings = {}
+        datamodule = MNISTDataModule(root=str(cfg.data_root))
         source = f"fresh {cfg.model.num_variables}x{cfg.model.num_classes} model, seed {cfg.seed}"
     latent = model.latent
     if not isinstance(latent, CategoricalLatent):
@@ -78,7 +78,6 @@ def _model_and_images(cfg: DictConfig) -> tuple[VAE, Tensor, str]:
             f"the latent has {latent.num_classes}^{latent.num_variables} = {codes:.3g} codes; the exact"
             f" gradient needs K^N <= {MAX_CODES} (train one with model.num_variables=4 model.num_classes=4)"
         )
-    datamodule = MNISTDataModule(root=str(cfg.data_root), **data_settings)
     datamodule.setup()
     images = datamodule.test_images[: cfg.num_images]  # (B, 1, 28, 28), fixed binarization
     return model.to(device), images.to(device), source

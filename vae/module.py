@@ -76,17 +76,6 @@ class VAE(L.LightningModule):
         self.finite_check_every_n_steps: int | None = None
         self._first_nonfinite_step: Tensor | None = None
 
-    # Lightning sets _current_fx_name before every hook, about 44 times per training step, and
-    # nn.Module.__setattr__ looks for parameters, buffers and submodules each time: ~0.2 ms per
-    # step (2-3% of a CPU epoch, vae.bench). Plain attributes skip that lookup.
-    _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "weights_step"})
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._PLAIN_ATTRIBUTES:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
     # The three distributions -------------------------------------------------------------
 
     def encode(self, x: Tensor) -> Distribution:
