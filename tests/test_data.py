@@ -54,6 +54,21 @@ def test_dynamic_binarization_draws_anew_each_epoch_fixed_does_not(datamodule, m
     assert torch.equal(torch.cat(list(loader)).sum(0), fixed.train_images.sum(0))
 
 
+def test_dynamic_binarization_is_bernoulli_of_the_intensity_per_pixel():
+    # 4 pixels of intensity 0, 0.1, 0.7, 1 in every image; 4000 images binarized in batches.
+    intensities = torch.tensor([0.0, 0.1, 0.7, 1.0])
+    images = intensities.view(1, 1, 2, 2).expand(4000, 1, 2, 2).contiguous()
+    draws = torch.cat(list(TensorBatches(images, 100, shuffle=True, binarize_each_time=True)))
+    frequency = draws.mean(0).flatten()
+    assert frequency[0] == 0 and frequency[3] == 1  # black never flips on, white never off
+    standard_error = (intensities * (1 - intensities) / len(images)).sqrt()
+    assert ((frequency - intensities).abs()[1:3] < 5 * standard_error[1:3]).all(), frequency
+    # Pixels are drawn independently: the two grey pixels' draws are uncorrelated.
+    grey = draws.flatten(1)[:, 1:3]
+    covariance = ((grey - grey.mean(0)).prod(1)).mean()
+    assert abs(covariance) < 5 * (0.1 * 0.9 * 0.7 * 0.3 / len(images)) ** 0.5
+
+
 def test_shuffling_is_seeded_per_epoch_and_covers_every_image():
     images = torch.arange(1000.0).view(1000, 1, 1, 1)
     loader = TensorBatches(images, 64, shuffle=True, seed=3)
