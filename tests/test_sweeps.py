@@ -54,6 +54,7 @@ def test_two_schedules_by_two_seeds_and_the_report(workdir):
         "trainer.max_epochs=2",
         "trainer.limit_train_batches=50",
         "trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=10",
         "data.eval_batch_size=500",
         cwd=workdir,
     )
