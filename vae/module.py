@@ -70,8 +70,9 @@ class VAE(L.LightningModule):
         # The resolved config that built this model (set by vae.checkpoint.build_model); saved
         # in every checkpoint so vae.load can rebuild the model from the checkpoint alone.
         self.vae_config: dict[str, Any] | None = None
-        # torch.compile'd training_terms, if compile_training() was called.
+        # torch.compile'd training_terms and its options, if compile_training() was called.
         self._compiled_training_terms: Callable[[Tensor, Any], dict[str, Tensor]] | None = None
+        self._compile_options: dict[str, Any] | None = None
         # How often a non-finite loss is looked for with a host sync (see _check_finite).
         self.finite_check_every_n_steps: int | None = None
         self._first_nonfinite_step: Tensor | None = None
@@ -124,11 +125,13 @@ class VAE(L.LightningModule):
         return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
     def compile_training(self, **options: Any) -> None:
-        """torch.compile the training computation (encoder, estimator, decoder, loss).
+        """torch.compile the training computation (encoder, estimator, decoder, loss) and the
+        optimizer's update (configure_optimizers compiles it when it builds the optimizer).
 
         tau reaches the compiled function as a 0-d tensor, so a new tau is a new input value
         rather than a new graph (a Python float would be baked in and recompiled every time).
         """
+        self._compile_options = options
         self._compiled_training_terms = torch.compile(self.training_terms, **options)
 
     def step_terms(self, x: Tensor, tau: float | None) -> dict[str, Tensor]:
@@ -188,16 +191,21 @@ class VAE(L.LightningModule):
     def on_validation_start(self) -> None:
         self._raise_if_nonfinite()
 
-    def _evaluation_step(self, x: Tensor, stage: str) -> None:
+    def evaluation_terms(self, x: Tensor) -> dict[str, Tensor]:
+        """What validation and test report, per image (B,): recon, kl and neg_elbo with one exact
+        z ~ q(z|x) (one-hot for the categorical latent), and neg_elbo_relaxed (the relaxed sample
+        at the current tau) for estimators that relax z."""
         q = self.encode(x)
+        terms = self.negative_elbo(x, q.sample(), q)
+        if isinstance(self.latent, CategoricalLatent) and self.latent.estimator.relaxes:
+            terms["neg_elbo_relaxed"] = self.negative_elbo(x, self.latent.rsample(q, self.tau), q)["neg_elbo"]
+        return terms
+
+    def _evaluation_step(self, x: Tensor, stage: str) -> None:
         # Means over the whole split, weighted by batch size, across processes when distributed.
         log = {"batch_size": x.shape[0], "sync_dist": True}
-        # z ~ q(z|x) exactly: one-hot for the categorical latent.
-        for name, value in self.negative_elbo(x, q.sample(), q).items():
+        for name, value in self.evaluation_terms(x).items():
             self.log(f"{stage}/{name}", value.mean(), **log)
-        if isinstance(self.latent, CategoricalLatent) and self.latent.estimator.relaxes:
-            relaxed = self.negative_elbo(x, self.latent.rsample(q, self.tau), q)["neg_elbo"]
-            self.log(f"{stage}/neg_elbo_relaxed", relaxed.mean(), **log)
 
     def validation_step(self, x: Tensor, batch_idx: int) -> None:
         self._evaluation_step(x, "val")
@@ -206,7 +214,10 @@ class VAE(L.LightningModule):
         self._evaluation_step(x, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self.parameters())
+        if self._compile_options is not None:
+            compile_optimizer_step(optimizer, **self._compile_options)
+        return optimizer
 
     # Checkpoints ------------------------------------------------------------------------
 
@@ -222,6 +233,35 @@ class VAE(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.weights_step = checkpoint["global_step"]
+
+
+def compile_optimizer_step(optimizer: torch.optim.Optimizer, **options: Any) -> torch.optim.Optimizer:
+    """Make optimizer.step(closure) run the closure eagerly, then the update compiled.
+
+    Eager, the update is a series of kernels per parameter tensor, called from Python (about 10
+    for the for-loop Adam, one for the fused Adam); compiled, it is generated code over all
+    parameters with no Python in between (PyTorch's "compiling the optimizer" recipe). The
+    closure (forward, backward, Lightning's hooks) stays outside this graph: the forward has its
+    own (VAE.compile_training). The learning rate is a constant of the graph: a scheduler that
+    changes it would recompile.
+    """
+    unpatched_step = type(optimizer).step  # the class's step; the instance's is replaced below
+
+    def update() -> None:
+        unpatched_step(optimizer)
+
+    compiled_update = torch.compile(update, **options)
+
+    def step(closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        compiled_update()
+        return loss
+
+    optimizer.step = step  # Lightning calls optimizer.step(closure=...) on this instance
+    return optimizer
 
 
 def gaussian_vae(dim: int, **kwargs: Any) -> VAE:
