@@ -113,3 +113,15 @@ def test_cli_bad_value_is_one_message_without_a_traceback(tmp_path):
     assert result.stderr.startswith("error: tau.tau0=-1 is not allowed: must be a finite number > 0")
     assert "Traceback" not in result.stderr + result.stdout
     assert not list(tmp_path.glob("runs/**/metrics.json"))
+
+
+def test_an_empty_wandb_mode_in_the_environment_counts_as_unset(monkeypatch, tmp_path):
+    from vae.loggers import wandb_logger
+
+    monkeypatch.setenv("WANDB_MODE", "")  # `export WANDB_MODE=` in a shell profile
+    logger = wandb_logger(mode="offline", save_dir=str(tmp_path))
+    try:
+        assert logger.experiment.settings.mode == "offline"
+    finally:
+        logger.experiment.finish()
+    assert list(tmp_path.glob("wandb/offline-run-*"))

@@ -31,6 +31,10 @@ def resolve_wandb_mode(mode: str = "auto") -> str:
 
 def wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
     """A Lightning WandbLogger in the resolved mode; kwargs go to WandbLogger / wandb.init."""
+    if os.environ.get("WANDB_MODE") == "":
+        # Exported but empty (`export WANDB_MODE=`): unset, as resolve_wandb_mode reads it;
+        # wandb would otherwise read "" from the environment and refuse it as a mode.
+        del os.environ["WANDB_MODE"]
     # mode goes straight to wandb.init: Lightning's offline=True sets WANDB_MODE=dryrun for the
     # whole process, a value recent wandb ignores (it then asks for a key).
     return WandbLogger(mode=resolve_wandb_mode(mode), **kwargs)
