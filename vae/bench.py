@@ -113,7 +113,7 @@ def _run_project(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _model_and_optimizer(args: argparse.Namespace, workdir: Path, device: torch.device):
+def _data_and_model(args: argparse.Namespace, workdir: Path, device: torch.device):
     import train
 
     L.seed_everything(args.seed, verbose=False)
@@ -124,7 +124,7 @@ def _model_and_optimizer(args: argparse.Namespace, workdir: Path, device: torch.
     if args.compile:
         model.compile_training()  # before configure_optimizers, which then compiles the update
     datamodule.setup()  # the split (and the validation binarization) that train.py uses
-    return datamodule, model, model.configure_optimizers()
+    return datamodule, model
 
 
 def _validate(model, batches) -> float:
@@ -141,7 +141,7 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from torchvision import datasets, transforms
 
     device = _device(args)
-    datamodule, model, _ = _model_and_optimizer(args, workdir, device)
+    datamodule, model = _data_and_model(args, workdir, device)
     # The optimizer as tutorials build it: the config's, with PyTorch's default implementation.
     factory = model.optimizer_factory
     defaults = {"fused": None} if "fused" in getattr(factory, "keywords", {}) else {}
@@ -181,7 +181,8 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     device = _device(args)
-    datamodule, model, optimizer = _model_and_optimizer(args, workdir, device)
+    datamodule, model = _data_and_model(args, workdir, device)
+    optimizer = model.configure_optimizers()  # the project's (compiled with --compile)
     images = datamodule.train_images.to(device)  # (55k, 1, 28, 28) intensities in [0, 1]
     val_images = datamodule.val_images.to(device)  # (5k, 1, 28, 28), binarized once
     batch = args.batch_size
