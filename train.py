@@ -29,7 +29,7 @@ from vae.checkpoint import CheckpointError, build_model, read_checkpoint
 from vae.config import ConfigError, call_checked, instantiate_node
 from vae.data import DataNotFoundError, MNISTDataModule, TensorBatches
 from vae.evaluation import importance_weighted_means
-from vae.hardware import describe
+from vae.hardware import describe, drop_unusable_nvml_check
 from vae.module import VAE, NonFiniteLossError
 
 
@@ -95,6 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint; returns (and writes) the final metrics."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
     torch.set_flush_denormal(cfg.flush_denormal)  # a no-op where the CPU cannot
+    drop_unusable_nvml_check()  # ~50 us an optimizer step on CUDA builds without a driver
     datamodule, model = _build_checked(cfg)
     if cfg.compile:
         model.compile_training()

@@ -42,7 +42,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from vae.hardware import describe
+from vae.hardware import describe, drop_unusable_nvml_check
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPS = ("project", "dataloader", "bare")
@@ -227,6 +227,9 @@ def _one_case(args: argparse.Namespace) -> None:
     """Run one case in this process and print its figures as one JSON line."""
     os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network from a benchmark
     os.environ.setdefault("WANDB_SILENT", "true")
+    # train.train does this for the project; every loop gets it, as a script without Lightning
+    # would not have the variable Lightning sets (vae/hardware.py).
+    drop_unusable_nvml_check()
     run = {"project": _run_project, "dataloader": _run_dataloader, "bare": _run_bare}[args.case]
     with tempfile.TemporaryDirectory() as workdir:
         result = run(args, Path(workdir))
