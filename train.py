@@ -31,6 +31,7 @@ from vae.data import DataNotFoundError, MNISTDataModule, TensorBatches
 from vae.evaluation import importance_weighted_means
 from vae.hardware import describe, drop_unusable_nvml_check
 from vae.module import VAE, NonFiniteLossError
+from vae.validation import require_positive_float
 
 
 def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
@@ -45,6 +46,9 @@ def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningM
     iw = cfg.iw_samples
     if not (isinstance(iw, int) and not isinstance(iw, bool) and iw >= 0):
         raise ConfigError(f"iw_samples={iw!r} is not allowed: must be an integer >= 0 (0: off)")
+    clip = cfg.trainer.get("gradient_clip_val")
+    if clip is not None:  # applied by the model (VAE.training_step), reported under its own key here
+        call_checked("trainer", require_positive_float, "gradient_clip_val", clip)
     datamodule = instantiate_node(cfg, "data")
     if cfg.model.get("temperature") is not None:
         instantiate_node(cfg, "tau")
@@ -116,7 +120,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         logger.log_hyperparams(resolved)
     callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]
-    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
+    # The model clips gradients itself (it makes its own optimizer step, VAE.training_step) and
+    # took trainer.gradient_clip_val through its config; Lightning refuses the setting then.
+    trainer: L.Trainer = instantiate_node(
+        cfg, "trainer", logger=loggers or False, callbacks=callbacks, gradient_clip_val=None
+    )
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         checkpoint = trainer.checkpoint_callback

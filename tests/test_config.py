@@ -74,6 +74,8 @@ def test_every_logger_trainer_and_callback_instantiates(make_config, logger):
         ("data.val_size=0", "data.val_size=0 is not allowed"),
         ("data.binarization=grey", "data.binarization='grey' is not allowed: one of"),
         ("ckpt_path=/no/such.ckpt", "ckpt_path='/no/such.ckpt': /no/such.ckpt: no such"),
+        ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1 is not allowed: must be a finite"),
+        ("trainer.gradient_clip_val=0", "trainer.gradient_clip_val=0 is not allowed"),
     ],
 )
 def test_bad_values_stop_before_any_work_naming_key_and_value(make_config, tmp_path, override, message):

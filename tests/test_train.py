@@ -1,5 +1,6 @@
 """train.train() end to end on the real MNIST, a few batches at a time (seconds each)."""
 
+import copy
 import csv
 import json
 import math
@@ -237,3 +238,46 @@ def test_fast_hook_name_attribute_leaves_module_registration_intact(make_config)
     model.scale = torch.nn.Parameter(torch.ones(()))
     assert "scale" in dict(model.named_parameters())
 
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_gradient_clip_val_bounds_the_norm_of_every_update(make_config, monkeypatch, clip):
+    norms = []
+
+    def record_norm(self, optimizer):  # Lightning calls it right before the update
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    monkeypatch.setattr(VAE, "on_before_optimizer_step", record_norm)
+    override = "null" if clip is None else clip
+    metrics = train.train(
+        make_config([*SHORT, "trainer.max_epochs=1", "trainer.limit_train_batches=20", f"trainer.gradient_clip_val={override}", "test=false"])
+    )
+    assert len(norms) == metrics["global_step"] == 20
+    assert vae.load(metrics["checkpoint"]).gradient_clip_val == clip  # the checkpoint's config has it
+    if clip is None:
+        assert max(norms) > 0.5  # so the clipped run below has something to clip
+    else:
+        assert max(norms) <= clip * (1 + 1e-5)
+
+
+def test_a_checkpoint_of_automatic_optimization_resumes_at_its_step(make_config, tmp_path):
+    """Checkpoints written while Lightning made the optimizer step (before VAE.training_step made
+    it) count their steps in the automatic-optimization loop; a resume continues from there."""
+    first = [*SHORT, *FAST_TAU, "trainer.limit_train_batches=15"]
+    train.train(make_config([*first, "trainer.max_epochs=1"], "first"))
+    checkpoint = torch.load(tmp_path / "first" / "checkpoints" / "last.ckpt", weights_only=True)
+    fit_loop = checkpoint["loops"]["fit_loop"]
+    manual = fit_loop["epoch_loop.manual_optimization.optim_step_progress"]
+    automatic = fit_loop["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]
+    assert manual["total"]["completed"] == 15 and automatic["step"]["total"]["completed"] == 0
+    automatic["step"] = copy.deepcopy(manual)  # as automatic optimization wrote it
+    fit_loop["epoch_loop.manual_optimization.optim_step_progress"] = {
+        part: dict.fromkeys(counts, 0) for part, counts in manual.items()
+    }
+    torch.save(checkpoint, tmp_path / "automatic.ckpt")
+
+    metrics = train.train(
+        make_config([*first, "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'automatic.ckpt'}"], "resumed")
+    )
+    assert metrics["global_step"] == 30  # 15 + 15, not a restart at 0
+    assert metrics["tau"] == pytest.approx(ExponentialTemperature(1.0, 0.1, 0.01, 1)(30))
