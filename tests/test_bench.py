@@ -17,7 +17,8 @@ def test_bench_times_each_loop_in_its_own_process_and_prints_ratios(tmp_path, mn
     result = subprocess.run(
         [
             sys.executable, "-m", "vae.bench", "--models", "gaussian", "--batch-sizes", "1000",
-            "--epochs", "2", "--data-root", str(mnist_root), "--device", "cpu", "--out", str(out),
+            "--epochs", "2", "--rounds", "2", "--data-root", str(mnist_root), "--device", "cpu",
+            "--out", str(out),
         ],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -28,9 +29,13 @@ def test_bench_times_each_loop_in_its_own_process_and_prints_ratios(tmp_path, mn
         ("dataloader", "gaussian", 1000),
         ("bare", "gaussian", 1000),
     ]
+    # Two rounds, each running every loop once, in turn; each run's first epoch is warm-up.
+    starts = sorted((run["started"], row["loop"]) for row in rows for run in row["runs"])
+    assert [loop for _, loop in starts] == ["project", "dataloader", "bare"] * 2
     for row in rows:
-        assert len(row["epoch_s"]) == 2 and all(t > 0 for t in row["epoch_s"])
-        assert row["median_s"] == row["epoch_s"][1]  # the first epoch is warm-up
+        assert row["epoch_s"] == [run["epoch_s"][1] for run in row["runs"]]
+        assert all(t > 0 for t in row["epoch_s"]) and len(row["warmup_s"]) == 2
+        assert row["median_s"] == pytest.approx(sum(row["epoch_s"]) / 2)
         # The training part is timed inside the epoch, which also validates.
         assert 0 < row["train_only_median_s"] < row["median_s"]
         assert row["images"] == 55_000 and row["peak_rss_mb"] > 100

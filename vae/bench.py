@@ -17,12 +17,14 @@ relaxed sample). The training part is also timed on its own.
                 binarized per batch, the same model and loss, no logging: the floor
 
 Same model (the config's, built by train.py's code), optimizer settings, loss, tau schedule
-and train/validation split in all three. Each case runs in its own process (so its peak memory is
-its own); the first epoch is warm-up (and compilation) and is excluded; the other epochs are
-the repetitions. Figures are printed as a table, ratios last.
+and train/validation split in all three. Each run of a case is its own process (so its peak
+memory is its own); its first epoch is warm-up (and compilation) and is excluded. Each case runs
+--rounds times, in turn with the other loops of its model and batch size, and the timed epochs
+of its runs are pooled: a machine that slows down for a minute slows every loop alike rather than
+the one that happened to run then. Figures are printed as a table, ratios last.
 
     python -m vae.bench                         # both models, batch 100 and 1000, CPU or GPU
-    python -m vae.bench --models categorical --batch-sizes 100 --epochs 6 --compile
+    python -m vae.bench --models categorical --batch-sizes 100 --rounds 3 --compile
 """
 
 from __future__ import annotations
@@ -240,33 +242,47 @@ def _one_case(args: argparse.Namespace) -> None:
     print("BENCH " + json.dumps(result), flush=True)
 
 
-def _spawn(
-    args: argparse.Namespace, loop: str, model: str, batch_size: int, compiled: bool
-) -> dict[str, Any]:
+def _spawn(args: argparse.Namespace, case: tuple[str, str, int, bool]) -> dict[str, Any]:
+    """Run one case (loop, model, batch size, compiled) in a fresh process; its raw figures."""
+    loop, model, batch_size, compiled = case
     command = [
         sys.executable, "-m", "vae.bench", "--case", loop, "--models", model,
         "--batch-sizes", str(batch_size), "--epochs", str(args.epochs), "--device", args.device,
         "--data-root", str(args.data_root), "--seed", str(args.seed), "--overrides", *args.overrides,
     ] + (["--compile"] if compiled else [])  # fmt: skip
+    started = time.time()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(lines[-1][len("BENCH ") :])
-    timed = result["epoch_s"][1:]  # the first epoch is warm-up
+    return {"started": started, **json.loads(lines[-1][len("BENCH ") :])}
+
+
+def _pooled(case: tuple[str, str, int, bool], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a case's runs: their timed epochs pooled (each run's first is warm-up)."""
+    loop, model, batch_size, compiled = case
+    timed = [t for run in runs for t in run["epoch_s"][1:]]
+    train_only = [t for run in runs for t in run["train_only_s"][1:]]
     median = statistics.median(timed)
-    result.update(
-        loop=loop,
-        model=model,
-        batch_size=batch_size,
-        compile=compiled,
-        median_s=median,
-        min_s=min(timed),
-        max_s=max(timed),
-        images_per_s=result["images"] / median,
-    )
-    result["train_only_median_s"] = statistics.median(result["train_only_s"][1:])
-    return result
+    return {
+        "loop": loop,
+        "model": model,
+        "batch_size": batch_size,
+        "compile": compiled,
+        "epoch_s": timed,
+        "train_only_s": train_only,
+        "warmup_s": [run["epoch_s"][0] for run in runs],
+        "median_s": median,
+        "min_s": min(timed),
+        "max_s": max(timed),
+        "train_only_median_s": statistics.median(train_only),
+        "images": runs[0]["images"],
+        "images_per_s": runs[0]["images"] / median,
+        "val_neg_elbo": runs[-1]["val_neg_elbo"],
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        **({"peak_gpu_mb": max(run["peak_gpu_mb"] for run in runs)} if "peak_gpu_mb" in runs[0] else {}),
+        "runs": runs,
+    }
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -319,7 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["categorical", "gaussian"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[100, 1000])
     parser.add_argument("--loops", nargs="+", default=list(LOOPS), choices=LOOPS)
-    parser.add_argument("--epochs", type=int, default=4, help="per case; the first is warm-up")
+    parser.add_argument("--epochs", type=int, default=3, help="per run of a case; the first is warm-up")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="runs of each case, taken in turn with the other loops"
+    )
     parser.add_argument("--compile", action="store_true", help="also time project and bare with compile=true")
     parser.add_argument("--device", default="auto", help="auto | cpu | gpu")
     parser.add_argument("--data-root", type=Path, default=REPO / "data", help="folder holding MNIST/raw/")
@@ -330,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.epochs < 2:
         raise SystemExit(f"error: --epochs={args.epochs} is not allowed: at least 2 (the first is warm-up)")
+    if args.rounds < 1:
+        raise SystemExit(f"error: --rounds={args.rounds} is not allowed: at least 1")
     if not (args.data_root / "MNIST" / "raw").is_dir():
         raise SystemExit(f"error: --data-root={args.data_root}: no MNIST/raw/ folder there")
     if args.case:
@@ -337,18 +358,33 @@ def main(argv: list[str] | None = None) -> None:
         _one_case(args)
         return
 
-    print(f"Machine: {_machine(args.device)}; {args.epochs} epochs per case, the first excluded", flush=True)
+    print(
+        f"Machine: {_machine(args.device)}; {args.rounds} rounds of {args.epochs} epochs per case,"
+        " the first of each run excluded",
+        flush=True,
+    )
     rows = []
     for model in args.models:
         for batch_size in args.batch_sizes:
-            for loop in args.loops:
-                for compiled in [False, True] if args.compile and loop != "dataloader" else [False]:
-                    rows.append(_spawn(args, loop, model, batch_size, compiled))
-                    r = rows[-1]
+            cases = [
+                (loop, model, batch_size, compiled)
+                for loop in args.loops
+                for compiled in ([False, True] if args.compile and loop != "dataloader" else [False])
+            ]
+            runs: dict[tuple[str, str, int, bool], list[dict[str, Any]]] = {case: [] for case in cases}
+            # Round by round, every case once: a machine that slows down for a while (other
+            # tenants, thermal limits) then slows every loop of the comparison alike.
+            for round_number in range(args.rounds):
+                for case in cases:
+                    runs[case].append(_spawn(args, case))
+                    epoch = statistics.median(runs[case][-1]["epoch_s"][1:])
+                    label = _label({"loop": case[0], "compile": case[3]})
                     print(
-                        f"  {model:<11} batch {batch_size:<5} {_label(r):<17} {r['median_s']:6.2f} s/epoch",
+                        f"  {model:<11} batch {batch_size:<5} {label:<17} round {round_number + 1}:"
+                        f" {epoch:6.2f} s/epoch",
                         flush=True,
                     )
+            rows += [_pooled(case, runs[case]) for case in cases]
     print()
     print(_table(rows))
     print()
