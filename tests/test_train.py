@@ -232,7 +232,8 @@ def test_fast_hook_name_attribute_leaves_module_registration_intact(make_config)
     parameters_before = dict(model.named_parameters())
     model._current_fx_name = "training_step"
     assert model._current_fx_name == "training_step"
-    assert "_current_fx_name" not in model.state_dict() and dict(model.named_parameters()) == parameters_before
+    assert "_current_fx_name" not in model.state_dict()
+    assert dict(model.named_parameters()) == parameters_before
     model.probe = torch.nn.Linear(2, 3)  # any other attribute still goes through nn.Module
     assert "probe.weight" in model.state_dict()
     model.scale = torch.nn.Parameter(torch.ones(()))
@@ -249,9 +250,8 @@ def test_gradient_clip_val_bounds_the_norm_of_every_update(make_config, monkeypa
 
     monkeypatch.setattr(VAE, "on_before_optimizer_step", record_norm)
     override = "null" if clip is None else clip
-    metrics = train.train(
-        make_config([*SHORT, "trainer.max_epochs=1", "trainer.limit_train_batches=20", f"trainer.gradient_clip_val={override}", "test=false"])
-    )
+    run = ["trainer.max_epochs=1", "trainer.limit_train_batches=20", "test=false"]
+    metrics = train.train(make_config([*SHORT, *run, f"trainer.gradient_clip_val={override}"]))
     assert len(norms) == metrics["global_step"] == 20
     assert vae.load(metrics["checkpoint"]).gradient_clip_val == clip  # the checkpoint's config has it
     if clip is None:

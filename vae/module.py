@@ -174,7 +174,7 @@ class VAE(L.LightningModule):
         optimizer.zero_grad()
         self.manual_backward(loss)
         if self.gradient_clip_val is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+            self.clip_gradients(optimizer, self.gradient_clip_val, gradient_clip_algorithm="norm")
         optimizer.step()
         # Lightning sends step metrics to the loggers every log_every_n_steps steps only; calling
         # self.log on the other steps costs ~0.1 ms each (and a host-to-device copy for tau).
