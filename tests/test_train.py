@@ -226,20 +226,6 @@ def test_bf16_mixed_precision_trains_with_finite_numbers(make_config, estimator)
     assert metrics["val/neg_elbo"] < 540  # moved away from the untrained model's ~540 nats
 
 
-def test_fast_hook_name_attribute_leaves_module_registration_intact(make_config):
-    """VAE.__setattr__ bypasses nn.Module's for Lightning's _current_fx_name only."""
-    _, model = train._build_checked(make_config(["model=categorical"]))
-    parameters_before = dict(model.named_parameters())
-    model._current_fx_name = "training_step"
-    assert model._current_fx_name == "training_step"
-    assert "_current_fx_name" not in model.state_dict()
-    assert dict(model.named_parameters()) == parameters_before
-    model.probe = torch.nn.Linear(2, 3)  # any other attribute still goes through nn.Module
-    assert "probe.weight" in model.state_dict()
-    model.scale = torch.nn.Parameter(torch.ones(()))
-    assert "scale" in dict(model.named_parameters())
-
-
 @pytest.mark.parametrize("clip", [None, 0.5])
 def test_gradient_clip_val_bounds_the_norm_of_every_update(make_config, monkeypatch, clip):
     norms = []

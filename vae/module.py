@@ -92,15 +92,6 @@ class VAE(L.LightningModule):
         self.finite_check_every_n_steps: int | None = None
         self._first_nonfinite_step: Tensor | None = None
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets _current_fx_name around every hook it calls, ~40 times a training step;
-        # nn.Module.__setattr__ (which looks for parameters, buffers and submodules to register)
-        # makes that ~60 us a step. The value is a hook's name or None, never any of those.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
     # The three distributions -------------------------------------------------------------
 
     def encode(self, x: Tensor) -> Distribution:
