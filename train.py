@@ -1,4 +1,4 @@
-"""Train a VAE on MNIST: compose the config, build the objects, fit, test, write metrics.json.
+"""Train a VAE: compose the config, build the objects, fit, test, write metrics.json.
 
 python train.py model=categorical
 python train.py model=gaussian trainer.max_epochs=3
@@ -25,20 +25,23 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vae.checkpoint import CheckpointError, build_model, read_checkpoint
-from vae.config import ConfigError, call_checked, instantiate_node
-from vae.data import DataNotFoundError, MNISTDataModule, TensorBatches
+from vae.checkpoint import CheckpointError, read_checkpoint
+from vae.config import ConfigError, build_model, call_checked, instantiate_node
+from vae.console import quiet_library_noise
+from vae.data import BinarizedImages, DataError, TensorBatches
 from vae.evaluation import importance_weighted_means
 from vae.hardware import describe, drop_unusable_nvml_check
-from vae.module import VAE, NonFiniteLossError
+from vae.model import VAE
+from vae.training import NonFiniteLossError, VAETraining
 from vae.validation import require_positive_float
 
 
-def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
-    """Everything that can reject a config value, built before any work starts.
+def _build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
+    """Everything that can reject a config value, built before any work starts: the data module
+    (nothing read yet) and the training system around the model.
 
-    tau and the network blocks are built once on their own (a few milliseconds) although the
-    model builds them again: only then is a bad value reported under its own key
+    The network blocks are built once on their own (a few milliseconds) although the model builds
+    them again: only then is a bad value reported under its own key
     (network.encoder.hidden_sizes=...) rather than under model.
     """
     if not isinstance(cfg.compile, bool):
@@ -47,14 +50,24 @@ def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningM
     if not (isinstance(iw, int) and not isinstance(iw, bool) and iw >= 0):
         raise ConfigError(f"iw_samples={iw!r} is not allowed: must be an integer >= 0 (0: off)")
     clip = cfg.trainer.get("gradient_clip_val")
-    if clip is not None:  # applied by the model (VAE.training_step), reported under its own key here
+    if clip is not None:  # applied by VAETraining.training_step; reported under its own key here
         call_checked("trainer", require_positive_float, "gradient_clip_val", clip)
     datamodule = instantiate_node(cfg, "data")
-    if cfg.model.get("temperature") is not None:
-        instantiate_node(cfg, "tau")
+    temperature = instantiate_node(cfg, "tau")
+    image_shape = datamodule.image_shape  # (C, H, W): the data decides the networks' input and output
     for part, size_arg in (("encoder", "out_features"), ("decoder", "in_features")):
-        call_checked(f"network.{part}", instantiate_node(cfg, f"network.{part}"), **{size_arg: 1})
-    model = call_checked("model", build_model, cfg.model)
+        block = instantiate_node(cfg, f"network.{part}")
+        call_checked(f"network.{part}", block, **{size_arg: 1}, image_shape=image_shape)
+    model = call_checked("model", build_model, cfg.model, image_shape)
+    system = call_checked(
+        "model",
+        VAETraining,
+        model,
+        optimizer=instantiate_node(cfg, "optimizer"),
+        temperature=temperature,
+        gradient_clip_val=clip,
+        evaluation_seed=cfg.seed,
+    )
     if cfg.ckpt_path is not None:
         try:
             checkpoint = read_checkpoint(cfg.ckpt_path)
@@ -63,15 +76,16 @@ def _build_checked(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningM
         data_state = checkpoint.get(type(datamodule).__qualname__)
         if data_state is not None:
             call_checked("data", datamodule.load_state_dict, data_state)
-    return datamodule, model
+    return datamodule, system
 
 
-def _importance_weighted_test(model: VAE, datamodule: MNISTDataModule, k: int, seed: int) -> dict[str, float]:
+def _importance_weighted_test(model: VAE, datamodule: BinarizedImages, k: int, seed: int) -> dict[str, float]:
     """test/nll_iw with k samples (and the k-sample -ELBO beside it), as vae.evaluate computes it."""
-    torch.manual_seed(seed)
     model.eval()
-    images = datamodule.test_images.to(model.device)  # (10k, 1, 28, 28), fixed binarization
-    results = importance_weighted_means(model, TensorBatches(images, 100), k)
+    device = next(model.parameters()).device
+    images = datamodule.test_images.to(device)  # (N_test, C, H, W), fixed binarization
+    generator = torch.Generator(device).manual_seed(seed)
+    results = importance_weighted_means(model, TensorBatches(images, 100), k, generator=generator)
     return {
         "test/nll_iw": results["test/nll_iw"],
         "test/neg_elbo_k": results["test/neg_elbo"],
@@ -97,24 +111,28 @@ def _refuse_to_overwrite(output_dir: Path) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint; returns (and writes) the final metrics."""
+    quiet_library_noise()
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
     torch.set_flush_denormal(cfg.flush_denormal)  # a no-op where the CPU cannot
-    drop_unusable_nvml_check()  # ~50 us an optimizer step on CUDA builds without a driver
-    datamodule, model = _build_checked(cfg)
+    drop_unusable_nvml_check()  # a cost every optimizer step on CUDA builds without a driver
+    with open_dict(cfg):  # recorded as an absolute path: the tools find the data from anywhere
+        cfg.data.root = str(Path(cfg.data.root).resolve())
+    datamodule, system = _build_checked(cfg)
     if cfg.compile:
-        model.compile_training()
+        system.compile_training()
     # Under DDP, train.py runs once per process; only the first writes the run's files.
     is_first_process = rank_zero_only.rank == 0
     output_dir = Path(cfg.paths.output_dir)
     if is_first_process:
         _refuse_to_overwrite(output_dir)
-    datamodule.prepare_data()  # MNIST on disk (or downloaded) before a run directory exists
+    datamodule.prepare_data()  # the data on disk (or downloaded) before a run directory exists
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if is_first_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         print(f"Run directory: {output_dir.resolve()}", flush=True)
         OmegaConf.save(resolved, output_dir / "config.yaml")
+    system.run_config = resolved  # in every checkpoint: the tools rebuild model and data from it
 
     loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
     for logger in loggers:
@@ -126,24 +144,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg, "trainer", logger=loggers or False, callbacks=callbacks, gradient_clip_val=None
     )
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
         best = best or None  # fast_dev_run saves nothing: evaluate the weights in memory
         metrics: dict[str, Any] = {}
-        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=best)[0])
+        metrics.update(trainer.validate(system, datamodule=datamodule, ckpt_path=best)[0])
         if cfg.test:
-            metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=best)[0])
-            if cfg.iw_samples and trainer.is_global_zero:  # trainer.test left the best weights in model
-                bounds = _importance_weighted_test(model, datamodule, cfg.iw_samples, cfg.seed)
+            metrics.update(trainer.test(system, datamodule=datamodule, ckpt_path=best)[0])
+            if cfg.iw_samples and trainer.is_global_zero:  # trainer.test left the best weights in system
+                bounds = _importance_weighted_test(system.model, datamodule, cfg.iw_samples, cfg.seed)
                 metrics.update(bounds)
                 for logger in loggers:
-                    logger.log_metrics(bounds, step=model.weights_step)
+                    logger.log_metrics(bounds, step=system.weights_step)
         metrics.update(
             checkpoint=best,
-            global_step=model.weights_step,
+            global_step=system.weights_step,
             epochs=trainer.current_epoch,
-            tau=model.tau,
+            tau=system.tau,
             seed=cfg.seed,
             hardware=_hardware(trainer),
         )
@@ -158,7 +176,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-EXPECTED_FAILURES = (ConfigError, DataNotFoundError, NonFiniteLossError)
+EXPECTED_FAILURES = (ConfigError, DataError, NonFiniteLossError)
 
 
 def _record_failure(output_dir: Path, error: BaseException) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST, and the real train.yaml composed with test-safe overrides."""
+"""Shared fixtures: train.yaml composed with test-safe overrides, on synthetic data (the fast tier)
+or on the real MNIST (the slow tier)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from vae.config import compose_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
+# The fast tier trains on data=synthetic (generated in memory): it passes with no dataset anywhere.
+SYNTHETIC = ["data=synthetic"]
 
 
 def _has_mnist(root: Path) -> bool:
@@ -20,7 +23,8 @@ def _has_mnist(root: Path) -> bool:
 
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
-    """Where MNIST is: $MNIST_ROOT, the repo's data/, or ../shared/data beside the repo.
+    """Where the real MNIST is, for the slow tier: $MNIST_ROOT, the repo's data/, or
+    ../shared/data beside the repo.
 
     With none of them, data/ is returned and the data module downloads into it (or fails
     with its message naming the folder and the data.root= override).
@@ -39,25 +43,34 @@ def _wandb_offline(monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
-def compose_config(overrides: list[str], output_dir: Path, mnist_root: Path) -> DictConfig:
-    """train.yaml with `overrides`, writing to output_dir, reading MNIST from mnist_root."""
-    base = [f"data.root={mnist_root}", "callbacks.progress_bar.refresh_rate=0"]
-    return compose_train_config([*base, *overrides], output_dir)
+def compose_config(overrides: list[str], output_dir: Path, data: list[str] = SYNTHETIC) -> DictConfig:
+    """train.yaml with `overrides` after `data`, writing to output_dir."""
+    return compose_train_config([*data, "callbacks.progress_bar.refresh_rate=0", *overrides], output_dir)
 
 
 @pytest.fixture
-def make_config(tmp_path, mnist_root):
-    """make_config(overrides, name="run") -> composed config writing to tmp_path/name."""
+def make_config(tmp_path):
+    """make_config(overrides, name="run") -> composed config on synthetic data, writing to tmp_path/name."""
 
     def make(overrides: list[str], name: str = "run") -> DictConfig:
-        return compose_config(overrides, tmp_path / name, mnist_root)
+        return compose_config(overrides, tmp_path / name)
+
+    return make
+
+
+@pytest.fixture
+def make_mnist_config(tmp_path, mnist_root):
+    """As make_config, on the real MNIST (slow tests)."""
+
+    def make(overrides: list[str], name: str = "run") -> DictConfig:
+        return compose_config(overrides, tmp_path / name, data=["data=mnist", f"data.root={mnist_root}"])
 
     return make
 
 
 @pytest.fixture(scope="session")
-def train_checkpoint(tmp_path_factory, mnist_root):
-    """train_checkpoint(name, overrides, steps=300) -> best checkpoint of a short real-MNIST run.
+def train_checkpoint(tmp_path_factory):
+    """train_checkpoint(name, overrides, steps=300) -> best checkpoint of a short run on synthetic data.
 
     Runs are cached per name for the session, so test files share them.
     """
@@ -68,15 +81,8 @@ def train_checkpoint(tmp_path_factory, mnist_root):
     def make(name: str, overrides: list[str], steps: int = 300) -> Path:
         if name not in cache:
             run = tmp_path_factory.mktemp(name) / "run"
-            base = [
-                "logger=none",
-                "trainer.limit_val_batches=1",
-                "data.eval_batch_size=500",
-                "test=false",
-                "trainer.max_epochs=1",
-                f"trainer.limit_train_batches={steps}",
-            ]
-            metrics = train.train(compose_config([*base, *overrides], run, mnist_root))
+            base = ["logger=none", "test=false", f"trainer.max_steps={steps}", "trainer.max_epochs=-1"]
+            metrics = train.train(compose_config([*base, *overrides], run))
             cache[name] = Path(metrics["checkpoint"])
         return cache[name]
 
@@ -85,26 +91,26 @@ def train_checkpoint(tmp_path_factory, mnist_root):
 
 @pytest.fixture(scope="session")
 def categorical_ckpt(train_checkpoint):
-    """The default 20 x 10 categorical model after 300 steps."""
+    """The default 20 x 10 categorical model after 300 steps on synthetic data."""
     return train_checkpoint("categorical", [])
 
 
 @pytest.fixture(scope="session")
-def test_images(mnist_root):
-    """The official test set, binarized as the data module does by default, (10k, 1, 28, 28)."""
-    from vae.data import MNISTDataModule
+def test_images():
+    """The synthetic test set, binarized as its data module does by default, (500, 1, 28, 28)."""
+    from vae.data import SyntheticImages
 
-    datamodule = MNISTDataModule(root=str(mnist_root))
+    datamodule = SyntheticImages()
     datamodule.setup()
     return datamodule.test_images
 
 
-def tool_config(name: str, ckpt: Path, mnist_root: Path, **overrides) -> DictConfig:
+def tool_config(name: str, ckpt: Path, **overrides) -> DictConfig:
     """configs/<name>.yaml (evaluate or sample) as the tool's main receives it."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
     del cfg["defaults"], cfg["hydra"]
-    cfg.ckpt_path, cfg.data_root = str(ckpt), str(mnist_root)
+    cfg.ckpt_path = str(ckpt)
     cfg.update(overrides)
     return cfg

@@ -1,43 +1,55 @@
-"""The data module: splits, binarization, batches, and the message when MNIST is missing."""
+"""The datasets: splits, binarization, batches, and the messages when files are missing or bad.
 
+The fast tests read files written in each dataset's real format (tests/datasets.py); the ones
+marked slow read the real MNIST.
+"""
+
+import urllib.error
+
+import numpy as np
 import pytest
 import torch
-from torchvision.datasets import MNIST
+import torchvision.datasets
+from datasets import grey_images, write_binarized_mnist, write_torchvision_dataset
 
-from vae.data import MNIST_FILES, DataNotFoundError, MNISTDataModule, TensorBatches
-
-
-@pytest.fixture(scope="module")
-def datamodule(mnist_root):
-    dm = MNISTDataModule(root=str(mnist_root), val_size=5000)
-    dm.setup()
-    return dm
+from vae.data import BinarizedMNIST, DataError, SyntheticImages, TensorBatches, TorchvisionImages
+from vae.data.binarized_mnist import read_amat
 
 
-def test_split_sizes_and_the_official_test_set(datamodule, mnist_root):
-    assert datamodule.train_images.shape == (55_000, 1, 28, 28)
-    assert datamodule.val_images.shape == (5_000, 1, 28, 28)
-    assert datamodule.test_images.shape == (10_000, 1, 28, 28)
-    # Test images are the official ones, in order, binarized: black stays 0, white stays 1.
-    official = MNIST(str(mnist_root), train=False).data.unsqueeze(1)
-    assert (datamodule.test_images[official == 0] == 0).all()
-    assert (datamodule.test_images[official == 255] == 1).all()
-    grey = (official > 50) & (official < 200)
-    assert 0.2 < datamodule.test_images[grey].mean() < 0.8
+@pytest.mark.parametrize("dataset", ["MNIST", "FashionMNIST", "KMNIST"])
+def test_torchvision_datasets_read_their_idx_files_and_split_them(tmp_path, dataset):
+    write_torchvision_dataset(tmp_path, dataset, num_train=300, num_test=100)
+    data = TorchvisionImages(dataset=dataset, root=str(tmp_path), val_size=50)
+    data.setup()
+    assert data.train_images.shape == (250, 1, 28, 28) and data.val_images.shape == (50, 1, 28, 28)
+    assert data.test_images.shape == (100, 1, 28, 28)
+    # The test images are the file's, in order, binarized: black stays 0, white stays 1.
+    official = torch.from_numpy(grey_images(100, seed=2)).unsqueeze(1)
+    assert (data.test_images[official == 0] == 0).all() and (data.test_images[official == 255] == 1).all()
+    assert set(data.test_images.unique().tolist()) == {0.0, 1.0}
+    # Training and validation images are the training file's, split by the seeded permutation.
+    train_file = torch.from_numpy(grey_images(300, seed=1)).float().unsqueeze(1) / 255
+    train_indices, val_indices = data.split_indices(300)
+    assert sorted([*train_indices.tolist(), *val_indices.tolist()]) == list(range(300))
+    assert torch.equal(data.train_images, train_file[train_indices])  # intensities: binarized per batch
+    assert ((data.val_images == 1) <= (train_file[val_indices] > 0)).all()  # binarized once
 
 
-def test_validation_and_test_binarization_is_fixed_across_instances(datamodule, mnist_root):
-    again = MNISTDataModule(root=str(mnist_root), binarization="fixed")
-    again.setup()
-    assert torch.equal(again.val_images, datamodule.val_images)
-    assert torch.equal(again.test_images, datamodule.test_images)
-    other_split = MNISTDataModule(root=str(mnist_root), split_seed=1)
-    other_split.setup()
-    assert not torch.equal(other_split.val_images, datamodule.val_images)
+def test_validation_and_test_binarization_is_fixed_across_instances(tmp_path):
+    write_torchvision_dataset(tmp_path, "MNIST")
+    make = lambda **kw: TorchvisionImages(root=str(tmp_path), val_size=50, **kw)  # noqa: E731
+    first, again, other_split = make(), make(binarization="fixed"), make(split_seed=1)
+    for data in (first, again, other_split):
+        data.setup()
+    assert torch.equal(again.val_images, first.val_images)
+    assert torch.equal(again.test_images, first.test_images)
+    assert not torch.equal(other_split.val_images, first.val_images)
 
 
-def test_dynamic_binarization_draws_anew_each_epoch_fixed_does_not(datamodule, mnist_root):
-    images = datamodule.train_images[:200]
+def test_dynamic_binarization_draws_anew_each_epoch_fixed_does_not():
+    data = SyntheticImages()
+    data.setup()
+    images = data.train_images[:200]
     loader = TensorBatches(images, 200, binarize_each_time=True)
     first = next(iter(loader))
     loader.set_epoch(1)
@@ -47,11 +59,10 @@ def test_dynamic_binarization_draws_anew_each_epoch_fixed_does_not(datamodule, m
     # The Bernoulli mean is the intensity: averaged over pixels, draws match the images.
     assert abs(first.mean() - images.mean()) < 0.01
 
-    fixed = MNISTDataModule(root=str(mnist_root), binarization="fixed")
+    fixed = SyntheticImages(binarization="fixed")
     fixed.setup()
     assert set(fixed.train_images.unique().tolist()) == {0.0, 1.0}
-    loader = fixed.train_dataloader()
-    assert torch.equal(torch.cat(list(loader)).sum(0), fixed.train_images.sum(0))
+    assert torch.equal(torch.cat(list(fixed.train_dataloader())).sum(0), fixed.train_images.sum(0))
 
 
 def test_dynamic_binarization_is_bernoulli_of_the_intensity_per_pixel():
@@ -85,11 +96,104 @@ def test_distributed_ranks_split_the_batches():
     assert sorted(torch.cat(parts).flatten().tolist()) == list(range(1000))
 
 
-def test_missing_data_names_the_folder_the_files_and_the_override(tmp_path):
-    dm = MNISTDataModule(root=str(tmp_path / "nowhere"), download=False)
-    with pytest.raises(DataNotFoundError) as error:
-        dm.setup()
+def test_synthetic_images_repeat_for_a_seed_and_differ_across_seeds():
+    a, b, c = SyntheticImages(), SyntheticImages(), SyntheticImages(seed=1)
+    for data in (a, b, c):
+        data.setup()
+    assert torch.equal(a.test_images, b.test_images) and not torch.equal(a.test_images, c.test_images)
+    assert a.train_images.shape == (1800, 1, 28, 28) and a.val_images.shape == (200, 1, 28, 28)
+    assert 0.05 < a.train_images.mean() < 0.5  # patterns on a dark background, not blank or full
+    small = SyntheticImages(image_shape=(3, 8, 12), num_train=40, val_size=10, num_test=5)
+    small.setup()
+    assert small.test_images.shape == (5, 3, 8, 12)
+
+
+# The standard binarized MNIST (Larochelle & Murray) ------------------------------------------
+
+
+def test_binarized_mnist_reads_its_three_amat_files_as_they_are(tmp_path):
+    raw = write_binarized_mnist(tmp_path, sizes=(50, 10, 12))
+    data = BinarizedMNIST(root=str(tmp_path))
+    data.setup()
+    assert data.train_images.shape == (50, 1, 28, 28)
+    assert data.val_images.shape == (10, 1, 28, 28) and data.test_images.shape == (12, 1, 28, 28)
+    expected = (grey_images(12, seed=2) > 127).astype(np.float32)  # the test file, pixel for pixel
+    assert np.array_equal(data.test_images[:, 0].numpy(), expected)
+    # No binarization is drawn: training batches are the file's pixels too.
+    batches = torch.cat(list(data.train_dataloader()))
+    assert torch.equal(batches.sum(0), data.train_images.sum(0))
+    assert torch.equal(read_amat(raw / "binarized_mnist_valid.amat"), data.val_images)
+
+
+def test_a_truncated_or_foreign_amat_file_is_named(tmp_path):
+    raw = write_binarized_mnist(tmp_path)
+    path = raw / "binarized_mnist_test.amat"
+    path.write_text(path.read_text()[:-100])  # cut inside the last line
+    with pytest.raises(DataError, match="binarized_mnist_test.amat: .* not 784 per line: truncated"):
+        BinarizedMNIST(root=str(tmp_path)).setup()
+    path.write_text("0.5 0.25\n")
+    with pytest.raises(DataError, match="values other than 0 and 1"):
+        BinarizedMNIST(root=str(tmp_path)).setup()
+
+
+# Missing and broken files ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, folder",
+    [
+        (lambda root: TorchvisionImages(root=root, download=False), "MNIST/raw"),
+        (lambda root: TorchvisionImages(dataset="KMNIST", root=root, download=False), "KMNIST/raw"),
+        (lambda root: BinarizedMNIST(root=root, download=False), "BinarizedMNIST/raw"),
+    ],
+)
+def test_missing_data_names_the_folder_the_files_and_the_override(tmp_path, make, folder):
+    data = make(str(tmp_path / "nowhere"))
+    with pytest.raises(DataError) as error:
+        data.setup()
     message = str(error.value)
-    assert str((tmp_path / "nowhere" / "MNIST" / "raw").resolve()) in message
-    assert all(name in message for name in MNIST_FILES)
-    assert "data.root=" in message
+    assert str((tmp_path / "nowhere" / folder).resolve()) in message
+    assert "Expected files: " in message and "data.root=" in message
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_failed_download_leaves_the_data_folder_as_it_was(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", offline)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError, match="(?s)download failed: .*no network"):
+        TorchvisionImages(root=str(tmp_path / "data")).setup()
+    assert list((tmp_path / "data").iterdir()) == []  # no empty MNIST/raw/ left behind
+
+
+def test_truncated_idx_files_are_named(tmp_path):
+    raw = write_torchvision_dataset(tmp_path, "FashionMNIST")
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    with pytest.raises(DataError, match="the test images of FashionMNIST could not be read.*truncated"):
+        TorchvisionImages(dataset="FashionMNIST", root=str(tmp_path), val_size=50).setup()
+
+
+def test_more_validation_images_than_the_files_hold_is_named(tmp_path):
+    write_torchvision_dataset(tmp_path, "MNIST", num_train=300)
+    with pytest.raises(DataError, match="data.val_size=5000 is not allowed: .* holds 300 training images"):
+        TorchvisionImages(root=str(tmp_path)).setup()
+
+
+# The real MNIST ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_real_mnist_split_sizes_and_the_official_test_set(mnist_root):
+    data = TorchvisionImages(root=str(mnist_root), val_size=5000)
+    data.setup()
+    assert data.train_images.shape == (55_000, 1, 28, 28)
+    assert data.val_images.shape == (5_000, 1, 28, 28)
+    assert data.test_images.shape == (10_000, 1, 28, 28)
+    official = torchvision.datasets.MNIST(str(mnist_root), train=False).data.unsqueeze(1)
+    assert (data.test_images[official == 0] == 0).all()
+    assert (data.test_images[official == 255] == 1).all()
+    grey = (official > 50) & (official < 200)
+    assert 0.2 < data.test_images[grey].mean() < 0.8

@@ -14,24 +14,19 @@ from PIL import Image
 
 from conftest import CONFIGS, REPO
 from vae.config import ConfigError
-from vae.diagnose import _model_and_images, diagnose
-from vae.estimators.exact import all_codes
+from vae.diagnose import _model_and_data, _test_images, diagnose
 
 
-def _config(mnist_root, tmp_path, *overrides):
+def _config(tmp_path, *overrides):
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose(
-            "diagnose",
-            overrides=[f"data_root={mnist_root}", f"output_dir={tmp_path / 'out'}", *overrides],
-        )
+        return compose("diagnose", overrides=["data=synthetic", f"output_dir={tmp_path / 'out'}", *overrides])
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory, mnist_root):
+def small_run(tmp_path_factory):
     """A fresh 3 x 4 model (64 codes), 40 images, Gumbel-Softmax over a wide tau grid."""
     tmp_path = tmp_path_factory.mktemp("diagnose")
     cfg = _config(
-        mnist_root,
         tmp_path,
         "model.num_variables=3",
         "model.num_classes=4",
@@ -47,10 +42,11 @@ def test_exact_gradient_matches_an_independent_enumeration(small_run):
     # The negative ELBO summed over codes with the decoder's Bernoulli log-likelihood written as
     # x . l - sum softplus(l) (as vae.evaluation.exact_nll does), differentiated by autograd.
     cfg, results, _ = small_run
-    model, x, _ = _model_and_images(cfg)
+    model, datamodule, _ = _model_and_data(cfg)
+    x = _test_images(datamodule, cfg.num_images, torch.device("cpu"))
     with torch.no_grad():
-        logits = model.encode(x).base_dist.logits  # (B, N, K)
-        codes = all_codes(3, 4)  # (C, N, K)
+        logits = model.encode(x).logits  # (B, N, K)
+        codes = model.latent.all_codes()  # (C, N, K)
         decoded = model.decoder(codes.flatten(1)).flatten(1)  # (C, 784)
         log_px = x.flatten(1) @ decoded.T - F.softplus(decoded).sum(-1)  # (B, C)
     theta = logits.clone().requires_grad_()
@@ -89,9 +85,12 @@ def test_writes_the_table_the_json_and_two_plots(small_run):
         assert (rgb.max(-1) - rgb.min(-1) > 60).mean() > 0.002  # colored curves drawn
 
 
-def test_a_latent_too_large_to_enumerate_is_refused_with_the_fix(mnist_root, tmp_path, categorical_ckpt):
-    cfg = _config(mnist_root, tmp_path, f"ckpt_path={categorical_ckpt}")
-    with pytest.raises(ConfigError, match="10\\^20 = 1e\\+20 codes.*model.num_variables=4"):
+def test_a_latent_too_large_to_enumerate_is_refused_with_the_fix(tmp_path, categorical_ckpt):
+    cfg = _config(tmp_path, f"ckpt_path={categorical_ckpt}")
+    with pytest.raises(
+        ConfigError,
+        match="20x10 categorical latent cannot be enumerated: it has 1e\\+20 codes.*model.num_variables=4",
+    ):
         diagnose(cfg)
     assert not (tmp_path / "out").exists()
 
@@ -100,19 +99,23 @@ def test_a_latent_too_large_to_enumerate_is_refused_with_the_fix(mnist_root, tmp
     "override, message",
     [
         ("estimators=[exact]", "'exact' is the reference"),
-        ("estimators=[bogus]", "'bogus' is not allowed: one of gumbel_softmax"),
+        (
+            "estimators=[bogus]",
+            "'bogus' is not allowed for the 4x4 categorical latent: one of gumbel_softmax",
+        ),
+        ("model=gaussian", "the 20-dimensional Gaussian latent cannot be enumerated: it is continuous"),
         ("taus=[0.5,0]", "taus=\\[0.5, 0\\] is not allowed"),
         ("taus=[fast]", "taus=\\['fast'\\] is not allowed"),
         ("num_draws=0", "num_draws=0 is not allowed"),
     ],
 )
-def test_bad_settings_are_one_line_before_any_work(mnist_root, tmp_path, override, message):
+def test_bad_settings_are_one_line_before_any_work(tmp_path, override, message):
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "vae.diagnose",
-            f"data_root={mnist_root}",
+            "data=synthetic",
             f"output_dir={tmp_path}/out",
             override,
         ],

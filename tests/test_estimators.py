@@ -23,10 +23,24 @@ from scipy import integrate
 from scipy.stats import chisquare
 
 from conftest import CONFIGS
-from vae.estimators import ESTIMATORS, Estimator, GumbelRao, as_estimator
-from vae.estimators.gumbel_rao import conditional_gumbel
+from vae.estimators import Estimator, build_estimator
+from vae.estimators.categorical import GumbelRao
+from vae.estimators.categorical.gumbel_rao import conditional_gumbel
 from vae.gumbel import gumbel_max
+from vae.latents import CategoricalLatent, OneHotCategoricals
 from vae.validation import InvalidValue
+
+ESTIMATORS = CategoricalLatent.estimators
+
+
+def as_estimator(name: str) -> Estimator:
+    return build_estimator(name, ESTIMATORS)
+
+
+def surrogate(estimator: Estimator, logits: torch.Tensor, cost, tau, generator=None) -> torch.Tensor:
+    """The estimator's surrogate for q(z|x) with these logits (*batch, N, K)."""
+    return estimator.surrogate(OneHotCategoricals(logits), cost, tau, generator)
+
 
 ALPHA = 1e-4
 LOGITS = torch.tensor([[1.5, 0.0, -1.0], [0.3, -0.5, 0.8]])  # (N=2, K=3)
@@ -51,8 +65,8 @@ def _codes_seen(name: str, logits: torch.Tensor, seed: int = 0) -> tuple[torch.T
         seen.append(z.detach())
         return 2.0 * z[..., 0, 0]
 
-    surrogate = as_estimator(name).surrogate(logits, cost, TAU, generator=_generator(seed))
-    return torch.cat([z.reshape(-1, *logits.shape[-2:]) for z in seen]), surrogate
+    value = surrogate(as_estimator(name), logits, cost, TAU, generator=_generator(seed))
+    return torch.cat([z.reshape(-1, *logits.shape[-2:]) for z in seen]), value
 
 
 def _chi2_pvalue(index: torch.Tensor, probs: torch.Tensor) -> float:
@@ -88,7 +102,7 @@ def test_gumbel_softmax_sample_is_relaxed_on_the_simplex():
 def test_exact_value_is_the_expectation_over_every_code():
     w = torch.randn(6, generator=_generator(2))
     cost = lambda z: torch.sin(z.flatten(-2) @ w) * 3  # noqa: E731
-    value = as_estimator("exact").surrogate(LOGITS, cost, None)
+    value = surrogate(as_estimator("exact"), LOGITS, cost, None)
     assert value.shape == ()
     torch.testing.assert_close(value, _expectation_by_enumeration(LOGITS, cost))
 
@@ -100,7 +114,7 @@ def test_reinforce_value_is_the_mean_cost_of_its_samples():
         seen.append(z)
         return z[..., 0, 0] + 2 * z[..., 1, 2]
 
-    value = as_estimator("reinforce_loo").surrogate(LOGITS.expand(5, 2, 3), cost, None, _generator(3))
+    value = surrogate(as_estimator("reinforce_loo"), LOGITS.expand(5, 2, 3), cost, None, _generator(3))
     (z,) = seen
     assert z.shape == (4, 5, 2, 3)  # (num_samples, *batch, N, K)
     torch.testing.assert_close(value, cost(z).mean(0))
@@ -141,7 +155,7 @@ def _draws(name: str, cost, draws: int, seed: int, tau: float = TAU, estimator=N
     """Per-draw gradients (draws, N, K) of the estimator's surrogate."""
     rows = _rows(LOGITS, draws)
     estimator = estimator or as_estimator(name)
-    estimator.surrogate(rows, cost, tau, generator=_generator(seed)).sum().backward()
+    surrogate(estimator, rows, cost, tau, generator=_generator(seed)).sum().backward()
     return rows.grad
 
 
@@ -215,7 +229,7 @@ def test_gumbel_softmax_family_mean_gradient_matches_quadrature(name, tau):
     theta, c, reference = _gumbel_softmax_linear_reference(tau)
     rows = theta.view(1, 1, 2).expand(40_000, 1, 2).clone().requires_grad_()
     cost = lambda z: (z * c).sum((-2, -1))  # noqa: E731
-    as_estimator(name).surrogate(rows, cost, tau, generator=_generator(8)).sum().backward()
+    surrogate(as_estimator(name), rows, cost, tau, generator=_generator(8)).sum().backward()
     _assert_mean_matches(rows.grad[:, 0], reference)
 
 
@@ -267,9 +281,9 @@ def test_reinmax_is_unbiased_for_a_linear_cost_at_tau_one():
 def test_values_and_gradients_stay_finite_at_extreme_logits_and_tau(name, dtype, tau):
     logits = torch.tensor([[80.0, -80.0, 0.0], [0.0, 0.0, 1e-3]]).expand(2000, 2, 3).to(dtype)
     logits = logits.clone().requires_grad_()
-    surrogate = as_estimator(name).surrogate(logits, _nonlinear_cost, tau, _generator(14))
-    surrogate.sum().backward()
-    assert torch.isfinite(surrogate).all() and torch.isfinite(logits.grad).all()
+    value = surrogate(as_estimator(name), logits, _nonlinear_cost, tau, _generator(14))
+    value.sum().backward()
+    assert torch.isfinite(value).all() and torch.isfinite(logits.grad).all()
 
 
 # Interface and configs -----------------------------------------------------------------------
@@ -281,9 +295,9 @@ def test_unknown_estimator_names_the_choices():
 
 
 def test_exact_refuses_a_latent_too_large_to_enumerate():
-    with pytest.raises(InvalidValue, match="10\\^20"):
-        as_estimator("exact").check_latent(20, 10)
-    as_estimator("exact").check_latent(7, 4)  # 4^7 = 16384 codes: allowed
+    with pytest.raises(InvalidValue, match="20x10 categorical latent cannot be enumerated: it has 1e\\+20"):
+        CategoricalLatent(20, 10, estimator="exact")
+    CategoricalLatent(7, 4, estimator="exact")  # 4^7 = 16384 codes: allowed
 
 
 def test_bad_settings_are_refused():
@@ -301,5 +315,10 @@ def test_every_estimator_has_a_config_with_its_default_settings():
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         for name, cls in ESTIMATORS.items():
             node = compose("train", overrides=[f"model/estimator={name}"]).model.estimator
-            built = instantiate(node)
-            assert isinstance(built, Estimator) and built == cls()
+            built = build_estimator(instantiate(node, _convert_="all"), ESTIMATORS)
+            assert isinstance(built, Estimator) and built == cls() == as_estimator(name)
+
+
+def test_an_unknown_setting_is_named():
+    with pytest.raises(InvalidValue, match="gumbel_rao takes no such setting.*num_drawz"):
+        build_estimator({"name": "gumbel_rao", "num_drawz": 3}, ESTIMATORS)

@@ -1,7 +1,8 @@
-"""python -m vae.evaluate and vae/evaluation.py on small models trained on the real MNIST."""
+"""python -m vae.evaluate and vae/evaluation.py on small models trained on synthetic data."""
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,11 @@ import torch
 from torch.distributions import kl_divergence
 
 import vae
-from conftest import tool_config
+from conftest import REPO, tool_config
 from vae.checkpoint import CheckpointError
 from vae.config import ConfigError
 from vae.evaluate import evaluate
-from vae.evaluation import all_codes, exact_nll, importance_weighted, latent_health
+from vae.evaluation import exact_nll, importance_weighted, latent_health
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def gaussian_8d_ckpt(train_checkpoint):
     return train_checkpoint("gauss8", ["model=gaussian", "model.dim=8"], steps=200)
 
 
-def eval_config(ckpt, mnist_root, **overrides):
-    return tool_config("evaluate", ckpt, mnist_root, **overrides)
+def eval_config(ckpt, **overrides):
+    return tool_config("evaluate", ckpt, **overrides)
 
 
 def test_bound_lies_below_the_elbo_and_tightens_with_k(categorical_ckpt, test_images):
@@ -53,7 +54,7 @@ def test_k_5000_runs_in_bounded_chunks(categorical_ckpt, test_images):
 def test_exact_nll_matches_a_code_by_code_sum(tiny_ckpt, test_images):
     model = vae.load(tiny_ckpt)
     x = test_images[:3]
-    codes = all_codes(model.latent)  # (64, 3, 4)
+    codes = model.latent.all_codes()  # (64, 3, 4)
     assert codes.shape == (64, 3, 4) and len({tuple(c.argmax(-1).tolist()) for c in codes}) == 64
     with torch.no_grad():  # log p(x) = log sum_c p(x|c) p(c), one decoded code at a time
         log_joint = torch.stack(
@@ -79,11 +80,11 @@ def test_importance_weighted_bound_approaches_the_exact_nll(tiny_ckpt, test_imag
     assert gaps[3] < 0.05
 
 
-def test_eval_json_agrees_with_an_independent_computation(categorical_ckpt, test_images, mnist_root):
-    results = evaluate(eval_config(categorical_ckpt, mnist_root, k=20))
+def test_eval_json_agrees_with_an_independent_computation(categorical_ckpt, test_images):
+    results = evaluate(eval_config(categorical_ckpt, k=20))
     written = json.loads((categorical_ckpt.parent / "eval.json").read_text())
     assert written == json.loads(json.dumps(results))  # what was returned is what was written
-    assert written["k"] == 20 and written["seed"] == 0 and written["num_images"] == 10_000
+    assert written["k"] == 20 and written["seed"] == 0 and written["num_images"] == 500
     assert "test/nll_exact" not in written  # 10^20 codes: not enumerated
 
     model = vae.load(categorical_ckpt)
@@ -91,7 +92,7 @@ def test_eval_json_agrees_with_an_independent_computation(categorical_ckpt, test
     with torch.no_grad():
         q = model.encode(test_images)
         kl = kl_divergence(q, model.prior())  # no sampling: must agree to float precision
-        z = q.sample((20,))  # (20, 10k, 20, 10) one-hot
+        z = q.sample((20,))  # (20, 500, 20, 10) one-hot
         log_px = torch.stack([model.decode(zj).log_prob(test_images) for zj in z])  # (20, 10k)
         log_w = log_px + model.prior().log_prob(z) - q.log_prob(z)
         nll_iw = math.log(20) - torch.logsumexp(log_w, 0)
@@ -101,12 +102,12 @@ def test_eval_json_agrees_with_an_independent_computation(categorical_ckpt, test
     assert abs(written["test/nll_iw"] - nll_iw.mean().item()) < 5 * math.sqrt(2) * se
     assert written["test/neg_elbo"] == pytest.approx(written["test/recon"] + written["test/kl"])
 
-    again = evaluate(eval_config(categorical_ckpt, mnist_root, k=20))
+    again = evaluate(eval_config(categorical_ckpt, k=20))
     assert again == results  # same checkpoint and seed: same numbers
 
 
-def test_exact_nll_is_reported_for_an_enumerable_latent(tiny_ckpt, mnist_root):
-    results = evaluate(eval_config(tiny_ckpt, mnist_root, k=200))
+def test_exact_nll_is_reported_for_an_enumerable_latent(tiny_ckpt):
+    results = evaluate(eval_config(tiny_ckpt, k=200))
     # A near-deterministic q makes the bound equal to the ELBO; the exact NLL lies below both.
     assert results["test/nll_exact"] < results["test/nll_iw"] <= results["test/neg_elbo"] + 1e-3
 
@@ -162,30 +163,31 @@ def _bad_checkpoints(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-def test_bad_checkpoints_get_one_message_and_touch_nothing(categorical_ckpt, tmp_path, mnist_root):
+def test_bad_checkpoints_get_one_message_and_touch_nothing(categorical_ckpt, tmp_path):
     bad = _bad_checkpoints(tmp_path, categorical_ckpt)
     before = _listing(tmp_path)
     for path, message in bad.values():
         with pytest.raises(CheckpointError, match=message) as error:
-            evaluate(eval_config(path, mnist_root, k=2))
+            evaluate(eval_config(path, k=2))
         assert str(path) in str(error.value)
     assert _listing(tmp_path) == before
 
 
 @pytest.mark.parametrize("k", [0, -5])
-def test_non_positive_k_is_refused(categorical_ckpt, mnist_root, k):
+def test_non_positive_k_is_refused(categorical_ckpt, k):
     with pytest.raises(ConfigError, match=f"k={k} is not allowed: must be a positive integer"):
-        evaluate(eval_config(categorical_ckpt, mnist_root, k=k))
+        evaluate(eval_config(categorical_ckpt, k=k))
 
 
-def test_cli_prints_one_message_without_a_traceback(categorical_ckpt, tmp_path, mnist_root):
+def test_cli_prints_one_message_without_a_traceback(categorical_ckpt, tmp_path):
     bad = _bad_checkpoints(tmp_path, categorical_ckpt)
     before = _listing(tmp_path)
     for module in ("vae.evaluate", "vae.sample"):
         for path, message in (bad["missing"], bad["foreign"]):
             result = subprocess.run(
-                [sys.executable, "-m", module, f"ckpt_path={path}", f"data_root={mnist_root}"],
+                [sys.executable, "-m", module, f"ckpt_path={path}"],
                 cwd=tmp_path,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
                 capture_output=True,
                 text=True,
                 timeout=120,

@@ -1,4 +1,4 @@
-"""python -m vae.sample: every picture exists, has the right size, and shows varied digits."""
+"""python -m vae.sample: every picture exists, has the right size, and shows varied images."""
 
 import numpy as np
 import pytest
@@ -17,8 +17,8 @@ from vae.wandb_records import history
 CELL = 30  # a 28-pixel digit plus make_grid's 2-pixel padding
 
 
-def sample_config(ckpt, mnist_root, **overrides):
-    return tool_config("sample", ckpt, mnist_root, **overrides)
+def sample_config(ckpt, **overrides):
+    return tool_config("sample", ckpt, **overrides)
 
 
 def _pixels(path) -> np.ndarray:
@@ -37,8 +37,8 @@ def _cells(pixels: np.ndarray, cell: int = CELL, pad: int = 2) -> list[np.ndarra
     ]
 
 
-def test_categorical_pictures(categorical_ckpt, mnist_root, test_images):
-    paths = make_pictures(sample_config(categorical_ckpt, mnist_root))
+def test_categorical_pictures(categorical_ckpt, test_images):
+    paths = make_pictures(sample_config(categorical_ckpt))
     assert set(paths) == {"reconstructions", "prior_samples", "traversals"}
     assert (
         paths["reconstructions"].parent == categorical_ckpt.parent.parent / "samples" / categorical_ckpt.stem
@@ -81,7 +81,7 @@ def test_categorical_pictures(categorical_ckpt, mnist_root, test_images):
     informative = latent_health(model, [test_images[:1000]])["latent/mutual_information"]
     variables = torch.tensor(informative).argsort(descending=True)[:4]
     with torch.no_grad():
-        codes = F.one_hot(model.encode(test_images[:4]).base_dist.probs.argmax(-1), 10).float()
+        codes = F.one_hot(model.encode(test_images[:4]).probs.argmax(-1), 10).float()
         for i, code in enumerate(codes):
             for j, n in enumerate(variables):
                 z = code.expand(10, -1, -1).clone()
@@ -90,9 +90,9 @@ def test_categorical_pictures(categorical_ckpt, mnist_root, test_images):
     assert len({row.tobytes() for row in rows.reshape(16, -1)}) == 16
 
 
-def test_gaussian_2d_pictures_include_the_manifold(train_checkpoint, mnist_root, tmp_path):
+def test_gaussian_2d_pictures_include_the_manifold(train_checkpoint, tmp_path):
     ckpt = train_checkpoint("gauss2", ["model=gaussian", "model.dim=2"])
-    paths = make_pictures(sample_config(ckpt, mnist_root, output_dir=str(tmp_path / "pics")))
+    paths = make_pictures(sample_config(ckpt, output_dir=str(tmp_path / "pics")))
     assert set(paths) == {"reconstructions", "prior_samples", "traversals", "manifold"}
     assert paths["manifold"].parent == tmp_path / "pics"
     manifold = _pixels(paths["manifold"])
@@ -103,27 +103,27 @@ def test_gaussian_2d_pictures_include_the_manifold(train_checkpoint, mnist_root,
     assert traversals.shape == (8 * CELL + 2, 11 * CELL + 2, 3)  # 4 digits x 2 dims, 11 steps
 
 
-def test_pictures_go_to_the_checkpoints_wandb_run(train_checkpoint, mnist_root):
-    ckpt = train_checkpoint("with_wandb", ["logger=wandb"], steps=100)
+def test_pictures_go_to_the_checkpoints_wandb_run(train_checkpoint):
+    ckpt = train_checkpoint("with_wandb", ["logger=wandb"], steps=90)
     run_dir = ckpt.parent.parent
     (trained,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    make_pictures(sample_config(ckpt, mnist_root))
+    make_pictures(sample_config(ckpt))
     runs = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 2 and {r.name for r in runs} == {trained.name}  # same run id
     (appended,) = [r for r in runs if r != trained]
     rows = [r for r in history(appended) if "samples/traversals/path" in r]
-    assert len(rows) == 1 and rows[0]["samples/global_step"] == 100
+    assert len(rows) == 1 and rows[0]["samples/global_step"] == 90
     for name in ("reconstructions", "prior_samples", "traversals"):
         assert _pixels(appended.parent / "files" / rows[0][f"samples/{name}/path"]).std() > 20
 
 
 @pytest.mark.parametrize("key", ["num_digits", "traversal_steps"])
-def test_non_positive_counts_are_refused(categorical_ckpt, mnist_root, key):
+def test_non_positive_counts_are_refused(categorical_ckpt, key):
     with pytest.raises(ConfigError, match=f"{key}=0 is not allowed"):
-        make_pictures(sample_config(categorical_ckpt, mnist_root, **{key: 0}))
+        make_pictures(sample_config(categorical_ckpt, **{key: 0}))
 
 
-def test_missing_checkpoint_is_named(tmp_path, mnist_root):
+def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=f"{tmp_path / 'x.ckpt'}: no such checkpoint file"):
-        make_pictures(sample_config(tmp_path / "x.ckpt", mnist_root))
+        make_pictures(sample_config(tmp_path / "x.ckpt"))
     assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""train.train() end to end on the real MNIST, a few batches at a time (seconds each)."""
+"""train.train() end to end on synthetic data, a few batches at a time (seconds each)."""
 
 import copy
 import csv
@@ -11,9 +11,12 @@ from torch.distributions import kl_divergence
 
 import train
 import vae
+from vae.checkpoint import read_checkpoint
 from vae.config import ConfigError
-from vae.module import VAE, NonFiniteLossError
+from vae.data import SyntheticImages
+from vae.model import VAE
 from vae.temperature import ExponentialTemperature
+from vae.training import NonFiniteLossError, VAETraining
 
 SHORT = ["logger=csv", "trainer.limit_val_batches=1", "data.eval_batch_size=500"]
 # tau changes at every step so a wrong step shows up as a wrong tau.
@@ -50,7 +53,7 @@ def test_tau_and_step_survive_a_checkpoint_and_a_resume(make_config, tmp_path):
     schedule = ExponentialTemperature(tau0=1.0, tau_min=0.1, rate=0.01, update_every=1)
 
     model = vae.load(last)
-    assert model.weights_step == 30
+    assert model.step == 30
     assert model.tau == schedule(30) < 1.0
 
     resumed = make_config(
@@ -88,19 +91,19 @@ def test_deferred_finite_check_names_the_first_bad_step_and_keeps_checkpoints(
 ):
     # The GPU path: no host sync per step; the first bad step is recorded on the device and
     # read every finite_check_every_n_steps steps and before validation.
-    encode, on_train_start = VAE.encode, VAE.on_train_start
+    step_terms, on_train_start = VAETraining.step_terms, VAETraining.on_train_start
 
-    def encode_that_breaks_at_step_23(self, x):
-        if self.training and self.global_step >= 23:
+    def terms_that_break_at_step_23(self, x, tau):
+        if self.global_step >= 23:
             x = x * float("nan")
-        return encode(self, x)
+        return step_terms(self, x, tau)
 
     def check_every_5_steps(self):
         self.finite_check_every_n_steps = 5
         on_train_start(self)
 
-    monkeypatch.setattr(VAE, "encode", encode_that_breaks_at_step_23)
-    monkeypatch.setattr(VAE, "on_train_start", check_every_5_steps)
+    monkeypatch.setattr(VAETraining, "step_terms", terms_that_break_at_step_23)
+    monkeypatch.setattr(VAETraining, "on_train_start", check_every_5_steps)
     cfg = make_config([*SHORT, *FAST_TAU, "trainer.max_epochs=5", "trainer.limit_train_batches=10"])
     with pytest.raises(NonFiniteLossError, match=r"global step 23 with tau="):
         train.train(cfg)
@@ -110,51 +113,56 @@ def test_deferred_finite_check_names_the_first_bad_step_and_keeps_checkpoints(
 
 
 def test_non_finite_loss_stops_naming_step_and_tau_and_keeps_checkpoints(make_config, tmp_path, monkeypatch):
-    encode = VAE.encode
+    step_terms = VAETraining.step_terms
 
-    def encode_that_breaks_at_step_25(self, x):
-        if self.training and self.global_step >= 25:
+    def terms_that_break_at_step_25(self, x, tau):
+        if self.global_step >= 25:
             x = x * float("nan")
-        return encode(self, x)
+        return step_terms(self, x, tau)
 
-    monkeypatch.setattr(VAE, "encode", encode_that_breaks_at_step_25)
+    monkeypatch.setattr(VAETraining, "step_terms", terms_that_break_at_step_25)
     cfg = make_config([*SHORT, *FAST_TAU, "trainer.max_epochs=5", "trainer.limit_train_batches=10"])
     with pytest.raises(NonFiniteLossError, match=r"global step 25 with tau=0\.7788"):
         train.train(cfg)
-    monkeypatch.setattr(VAE, "encode", encode)
+    monkeypatch.setattr(VAETraining, "step_terms", step_terms)
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 20
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
-    assert vae.load(tmp_path / "run" / "checkpoints" / "last.ckpt").weights_step == 20
+    assert vae.load(tmp_path / "run" / "checkpoints" / "last.ckpt").step == 20
 
 
 def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(make_config, tmp_path):
     metrics = train.train(
-        make_config(["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=50"])
+        make_config(["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=15", "seed=7"])
     )
     model = vae.load(metrics["checkpoint"])
-    from vae.data import MNISTDataModule
-
-    datamodule = MNISTDataModule(root=model_root(make_config))
-    datamodule.setup()
-    torch.manual_seed(123)
+    data = vae.load_data(metrics["checkpoint"])
+    assert torch.equal(data.test_images, _synthetic_test_images())  # the data it was trained on
+    # Test draws its z from a generator of its own, seeded with the run's seed: the same draws here.
+    generator = torch.Generator().manual_seed(7)
     recon, kl = [], []
     with torch.no_grad():
-        for x in datamodule.test_dataloader():
+        for x in data.test_dataloader():
             q = model.encode(x)  # q(z|x)
-            recon.append(-model.decode(q.sample()).log_prob(x))  # -log p(x|z), z one-hot
+            recon.append(-model.decode(q.sample(generator=generator)).log_prob(x))  # -log p(x|z), z one-hot
             kl.append(kl_divergence(q, model.prior()))  # KL(q(z|x) || p(z))
     recon, kl = torch.cat(recon), torch.cat(kl)
-    assert recon.shape == kl.shape == (10_000,)
-    # The KL has no sampling: equal up to float32 summation order.
+    assert recon.shape == kl.shape == (500,)
     assert kl.mean().item() == pytest.approx(metrics["test/kl"], rel=1e-5)
-    # The reconstruction term is a one-sample estimate: equal within Monte Carlo error.
-    standard_error = recon.std().item() / math.sqrt(len(recon))
-    assert abs(recon.mean().item() - metrics["test/recon"]) < 5 * math.sqrt(2) * standard_error
+    assert recon.mean().item() == pytest.approx(metrics["test/recon"], rel=1e-5)
+    # Without that generator, another draw: the numbers then agree only within Monte Carlo error.
+    with torch.no_grad():
+        q = model.encode(data.test_images)
+        other = -model.decode(q.sample(generator=torch.Generator().manual_seed(8))).log_prob(data.test_images)
+    assert other.mean().item() != pytest.approx(metrics["test/recon"], rel=1e-5)
+    standard_error = other.std().item() / math.sqrt(len(other))
+    assert abs(other.mean().item() - metrics["test/recon"]) < 5 * math.sqrt(2) * standard_error
 
 
-def model_root(make_config):
-    return make_config([]).data.root
+def _synthetic_test_images():
+    datamodule = SyntheticImages()
+    datamodule.setup()
+    return datamodule.test_images
 
 
 def test_st_gumbel_trains_on_exactly_one_hot_codes(make_config, monkeypatch):
@@ -215,13 +223,12 @@ def test_bf16_mixed_precision_trains_with_finite_numbers(make_config, estimator)
             *SHORT,
             f"model.estimator={estimator}",
             "trainer.precision=bf16-mixed",
-            "trainer.max_steps=30",
-            "trainer.limit_train_batches=30",
+            "trainer.max_epochs=2",
             "test=false",
         ]
     )
     metrics = train.train(cfg)
-    assert metrics["global_step"] == 30
+    assert metrics["global_step"] == 36  # 2 epochs of 1800 synthetic images
     assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith("val/"))
     assert metrics["val/neg_elbo"] < 540  # moved away from the untrained model's ~540 nats
 
@@ -234,12 +241,13 @@ def test_gradient_clip_val_bounds_the_norm_of_every_update(make_config, monkeypa
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
 
-    monkeypatch.setattr(VAE, "on_before_optimizer_step", record_norm)
+    monkeypatch.setattr(VAETraining, "on_before_optimizer_step", record_norm)
     override = "null" if clip is None else clip
-    run = ["trainer.max_epochs=1", "trainer.limit_train_batches=20", "test=false"]
+    run = ["trainer.max_epochs=1", "trainer.limit_train_batches=15", "test=false"]
     metrics = train.train(make_config([*SHORT, *run, f"trainer.gradient_clip_val={override}"]))
-    assert len(norms) == metrics["global_step"] == 20
-    assert vae.load(metrics["checkpoint"]).gradient_clip_val == clip  # the checkpoint's config has it
+    assert len(norms) == metrics["global_step"] == 15
+    recorded = read_checkpoint(metrics["checkpoint"])["vae_config"]  # the checkpoint's config has it
+    assert recorded["trainer"]["gradient_clip_val"] == clip
     if clip is None:
         assert max(norms) > 0.5  # so the clipped run below has something to clip
     else:

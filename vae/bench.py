@@ -115,26 +115,30 @@ def _run_project(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _data_and_model(args: argparse.Namespace, workdir: Path, device: torch.device):
+def _data_and_system(args: argparse.Namespace, workdir: Path, device: torch.device):
+    """The data module (set up) and the training system (VAETraining) that train.py builds."""
     import train
 
     L.seed_everything(args.seed, verbose=False)
     torch.set_flush_denormal(True)  # as train.py does by default
     cfg = _config(args, workdir / "run", args.overrides)
-    datamodule, model = train._build_checked(cfg)
-    model = model.to(device).train()
+    datamodule, system = train._build_checked(cfg)
+    system = system.to(device).train()
     if args.compile:
-        model.compile_training()  # before configure_optimizers, which then compiles the update
+        system.compile_training()  # before configure_optimizers, which then compiles the update
     datamodule.setup()  # the split (and the validation binarization) that train.py uses
-    return datamodule, model
+    return datamodule, system
 
 
-def _validate(model, batches) -> float:
-    """The project's validation work without Lightning: the mean -ELBO of the batches."""
-    model.eval()
+def _validate(system, batches) -> float:
+    """The project's validation work without Lightning: the summed -ELBO of the batches."""
+    system.eval()
+    generator = torch.Generator(system.device).manual_seed(0)
     with torch.no_grad():
-        total = sum(model.evaluation_terms(x)["neg_elbo"].sum() for x in batches)
-    model.train()
+        total = sum(
+            system.model.evaluation_terms(x, system.tau, generator)["neg_elbo"].sum() for x in batches
+        )
+    system.train()
     return total.item()
 
 
@@ -143,11 +147,11 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from torchvision import datasets, transforms
 
     device = _device(args)
-    datamodule, model = _data_and_model(args, workdir, device)
+    datamodule, system = _data_and_system(args, workdir, device)
     # The optimizer as tutorials build it: the config's, with PyTorch's default implementation.
-    factory = model.optimizer_factory
+    factory = system.optimizer_factory
     defaults = {"fused": None} if "fused" in getattr(factory, "keywords", {}) else {}
-    optimizer = factory(model.parameters(), **defaults)
+    optimizer = factory(system.parameters(), **defaults)
     dataset = datasets.MNIST(args.data_root, train=True, download=False, transform=transforms.ToTensor())
     train_indices, val_indices = datamodule.split_indices()
     cuda = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
@@ -159,7 +163,7 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         train_loss = 0.0
         for x, _ in loader:
             x = torch.bernoulli(x.to(device))
-            loss = model.step_terms(x, model.tau_at(step))["neg_elbo"].mean()
+            loss = system.step_terms(x, system.tau_at(step))["neg_elbo"].mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -167,9 +171,9 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             step += 1
         _synchronize()
         train_s.append(time.perf_counter() - start)
-        model.weights_step = step
+        system.weights_step = step
         val_batches = (torch.bernoulli(x.to(device)) for x, _ in val_loader)
-        val_neg_elbo = _validate(model, val_batches) / len(val_indices)
+        val_neg_elbo = _validate(system, val_batches) / len(val_indices)
         _synchronize()
         epoch_s.append(time.perf_counter() - start)
     return {
@@ -183,8 +187,8 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     device = _device(args)
-    datamodule, model = _data_and_model(args, workdir, device)
-    optimizer = model.configure_optimizers()  # the project's (compiled with --compile)
+    datamodule, system = _data_and_system(args, workdir, device)
+    optimizer = system.configure_optimizers()  # the project's (compiled with --compile)
     images = datamodule.train_images.to(device)  # (55k, 1, 28, 28) intensities in [0, 1]
     val_images = datamodule.val_images.to(device)  # (5k, 1, 28, 28), binarized once
     batch = args.batch_size
@@ -195,15 +199,15 @@ def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for i in range(0, len(images), batch):
             x = images[order[i : i + batch]]
             x = (torch.rand_like(x) < x).to(x.dtype)  # dynamic binarization
-            loss = model.step_terms(x, model.tau_at(step))["neg_elbo"].mean()
+            loss = system.step_terms(x, system.tau_at(step))["neg_elbo"].mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             step += 1
         _synchronize()
         train_s.append(time.perf_counter() - start)
-        model.weights_step = step
-        val_neg_elbo = _validate(model, val_images.split(datamodule.eval_batch_size)) / len(val_images)
+        system.weights_step = step
+        val_neg_elbo = _validate(system, val_images.split(datamodule.eval_batch_size)) / len(val_images)
         _synchronize()
         epoch_s.append(time.perf_counter() - start)
     return {

@@ -11,8 +11,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
 
-from vae.module import VAE
 from vae.pictures import prior_sample_grid, reconstruction_grid, to_uint8
+from vae.training import VAETraining
 
 
 class ProgressBar(TQDMProgressBar):
@@ -27,9 +27,9 @@ class ProgressBar(TQDMProgressBar):
 class ImageGrids(L.Callback):
     """After each validation: test digits above their reconstructions, and prior samples.
 
-    Pixels shown are the Bernoulli means p(x=1|z); the categorical model's reconstructions use
-    a one-hot z ~ q(z|x) (the model that is evaluated) and the relaxed sample at the current tau.
-    Grids go to every W&B logger and, as PNGs, to `<output_dir>/images/`.
+    Pixels shown are the Bernoulli means p(x=1|z), decoded from the codes the latent says
+    (vae.pictures.reconstruction_grid). Grids go to every W&B logger and, as PNGs, to
+    `<output_dir>/images/`.
     """
 
     def __init__(self, output_dir: str, num_digits: int = 32, num_samples: int = 64) -> None:
@@ -37,16 +37,16 @@ class ImageGrids(L.Callback):
         self.num_digits, self.num_samples = num_digits, num_samples
 
     @rank_zero_only
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: VAE) -> None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: VAETraining) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         datamodule = trainer.datamodule
         if datamodule is None or datamodule.test_images is None:
             return
-        x = datamodule.test_images[: self.num_digits]  # (D, 1, 28, 28)
+        x = datamodule.test_images[: self.num_digits]  # (D, C, H, W)
         grids = {
-            "reconstructions": reconstruction_grid(pl_module, x, pl_module.tau),
-            "prior_samples": prior_sample_grid(pl_module, self.num_samples),
+            "reconstructions": reconstruction_grid(pl_module.model, x, pl_module.tau),
+            "prior_samples": prior_sample_grid(pl_module.model, self.num_samples),
         }
         image_dir = self.output_dir / "images"
         image_dir.mkdir(parents=True, exist_ok=True)

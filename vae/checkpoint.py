@@ -1,8 +1,13 @@
-"""Build a VAE from its config, and load a trained one from a checkpoint in one line.
+"""A trained model, and the data it was trained on, from a checkpoint alone.
 
-The checkpoint carries the resolved model config (plain dicts, so `torch.load` with
-`weights_only=True` accepts it) under the key "vae_config"; `load` rebuilds the model from
-it and restores the weights and the step count (hence tau).
+Every checkpoint of train.py carries the run's resolved config (plain dicts, so `torch.load` with
+`weights_only=True` accepts it) under the key "vae_config": the model, its tau schedule and its
+data. `load` rebuilds the plain VAE with its weights, step and tau; `load_data` rebuilds the data
+exactly as in training (same split, same fixed binarization).
+
+    model = vae.load("runs/categorical/<date>_<time>/checkpoints/last.ckpt")
+    data = vae.load_data("runs/categorical/<date>_<time>/checkpoints/last.ckpt")
+    x = data.test_images[:16]      # (16, 1, 28, 28), binarized as in training
 """
 
 from __future__ import annotations
@@ -10,27 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from vae.data import MNISTDataModule
-from vae.module import CONFIG_KEY, VAE
+from vae.config import build, build_model
+
+CONFIG_KEY = "vae_config"  # where a checkpoint holds the run's config
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or not one of this project's."""
-
-
-def build_model(model_config: DictConfig | dict[str, Any]) -> VAE:
-    """Instantiate the model node of a config and remember it for the checkpoint."""
-    if isinstance(model_config, DictConfig):
-        model_config = OmegaConf.to_container(model_config, resolve=True)
-    model = hydra.utils.instantiate(model_config, _convert_="all")
-    if not isinstance(model, VAE):
-        raise TypeError(f"model config builds {type(model).__name__}, not a vae.module.VAE")
-    model.vae_config = model_config
-    return model
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -41,34 +34,112 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
-    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
+        ) from None
+    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a checkpoint of this project (no '{CONFIG_KEY}' key)")
-    return checkpoint
+    return upgrade_checkpoint(checkpoint)
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> VAE:
-    """The VAE a checkpoint dict describes, with its weights and step count, in eval mode."""
+def run_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config of the run that wrote the checkpoint."""
+    return checkpoint[CONFIG_KEY]
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkpoint"):
+    """The plain VAE a checkpoint dict describes, with its weights, step and tau, in eval mode."""
+    config = run_config(checkpoint)
     try:
-        model = build_model(checkpoint[CONFIG_KEY])
-        model.load_state_dict(checkpoint["state_dict"])
+        image_shape = build(config["data"]).image_shape
+        model = build_model(config["model"], image_shape)
+        weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+        model.load_state_dict(weights)
+        schedule = build(config["tau"]) if config.get("tau") and model.latent.uses_temperature else None
     except Exception as e:  # an unknown _target_, a foreign class, mismatched weights
         raise CheckpointError(f"{path}: does not hold a model of this project: {e}") from None
-    model.on_load_checkpoint(checkpoint)
+    model.step = checkpoint["global_step"]
+    model.tau = None if schedule is None else schedule(model.step)
     return model.eval()
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> VAE:
-    """A trained VAE, in eval mode, from a checkpoint: `model = vae.load("runs/.../last.ckpt")`."""
+def load(path: str | Path, map_location: str | torch.device = "cpu"):
+    """A trained VAE (vae.model.VAE), in eval mode, from a checkpoint:
+    `model = vae.load("runs/.../last.ckpt")`; model.step and model.tau say where training was."""
     return model_from_checkpoint(read_checkpoint(path, map_location), path)
 
 
-def datamodule_from_checkpoint(checkpoint: dict[str, Any], root: str | Path) -> MNISTDataModule:
-    """The data the checkpoint was trained on (same split, same fixed binarization)."""
-    return MNISTDataModule(root=str(root), **checkpoint.get(MNISTDataModule.__qualname__, {}))
+def data_from_checkpoint(checkpoint: dict[str, Any], root: str | Path | None = None):
+    """The data module the checkpoint was trained on (same split, same fixed binarization), not
+    yet set up; root: where its files are, if not where they were in training."""
+    data_config = run_config(checkpoint)["data"]
+    return build(data_config, **({} if root is None else {"root": str(root)}))
+
+
+def load_data(path: str | Path, root: str | Path | None = None):
+    """The data a checkpoint was trained on, read and binarized exactly as in training: a data
+    module with .train_images, .val_images and .test_images, (N, C, H, W) each.
+
+    root: the folder holding the dataset, if not the one used in training (data.root=).
+    """
+    datamodule = data_from_checkpoint(read_checkpoint(path), root)
+    datamodule.setup()
+    return datamodule
 
 
 def run_dir_of(checkpoint_path: str | Path) -> Path:
     """The run directory of runs/<model>/<date>/checkpoints/x.ckpt, else the checkpoint's folder."""
     folder = Path(checkpoint_path).resolve().parent
     return folder.parent if folder.name == "checkpoints" else folder
+
+
+# Checkpoints of earlier versions ---------------------------------------------------------
+
+_OLD_LATENTS = {
+    "vae.module.categorical_vae": "vae.latents.CategoricalLatent",
+    "vae.module.gaussian_vae": "vae.latents.GaussianLatent",
+}
+
+
+def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Bring a checkpoint written before the model/system split up to date, in place.
+
+    Those held only the model's config under CONFIG_KEY (latent settings, networks, optimizer, tau
+    schedule), the MNIST split under "MNISTDataModule", and the weights without the "model."
+    prefix of the training system. The result loads, evaluates and resumes as a new one.
+    """
+    old = checkpoint.get(CONFIG_KEY)
+    if not (isinstance(old, dict) and old.get("_target_") in _OLD_LATENTS):
+        return checkpoint
+    old = dict(old)
+    latent = _OLD_LATENTS[old.pop("_target_")]
+    tau, optimizer = old.pop("temperature", None), old.pop("optimizer", None)
+    clip = old.pop("gradient_clip_val", None)
+    if isinstance(old.get("estimator"), dict):
+        old["estimator"] = _estimator_node(old["estimator"])
+    data_state = checkpoint.pop("MNISTDataModule", {})
+    data = {"_target_": "vae.data.TorchvisionImages", "dataset": "MNIST", "root": "data", **data_state}
+    checkpoint[CONFIG_KEY] = {
+        "model": {"_target_": "vae.model.build_vae", "latent": latent, **old},
+        "tau": tau,
+        "optimizer": optimizer,
+        "data": data,
+        "trainer": {"gradient_clip_val": clip},
+    }
+    checkpoint["TorchvisionImages"] = {"dataset": "MNIST", **data_state}
+    checkpoint["state_dict"] = {
+        key if key.startswith("model.") else f"model.{key}": value
+        for key, value in checkpoint["state_dict"].items()
+    }
+    return checkpoint
+
+
+def _estimator_node(node: dict[str, Any]) -> dict[str, Any]:
+    """{_target_: vae.estimators.GumbelRao, num_draws: 10} -> {name: gumbel_rao, num_draws: 10}."""
+    from vae.latents import CategoricalLatent
+
+    settings = dict(node)
+    class_name = settings.pop("_target_").rsplit(".", 1)[-1]
+    (name,) = [n for n, cls in CategoricalLatent.estimators.items() if cls.__name__ == class_name]
+    return {"name": name, **settings}

@@ -74,3 +74,16 @@ def call_checked(key: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T
     """fn(*args, **kwargs) with bad values reported under `key`."""
     with reported_as(key):
         return fn(*args, **kwargs)
+
+
+def build(node: DictConfig | dict[str, Any], **kwargs: Any) -> Any:
+    """hydra.utils.instantiate of a config node (a DictConfig or the plain dict a checkpoint holds),
+    kwargs overriding its keys; for data and tau nodes nothing is read or drawn."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    return hydra.utils.instantiate({**node, **kwargs}, _convert_="all")
+
+
+def build_model(model_config: DictConfig | dict[str, Any], image_shape: tuple[int, ...]) -> Any:
+    """The VAE (vae.model.VAE) a model config node describes, for images of image_shape (C, H, W)."""
+    return build(model_config, image_shape=list(image_shape))

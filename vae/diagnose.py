@@ -1,9 +1,11 @@
-"""python -m vae.diagnose [ckpt_path=PATH]: how biased and how noisy each gradient estimator is.
+"""python -m vae.diagnose [ckpt_path=PATH] [model=...]: how biased and how noisy each gradient
+estimator is.
 
-For a categorical VAE whose latent can be enumerated (K^N <= 2^14) and a batch of test images,
-take the gradient of the batch's mean -ELBO with respect to the encoder's logits theta (B, N, K):
+For a VAE whose latent can be enumerated (vae.latents.MAX_ENUMERATED_CODES) and a batch of test
+images, take the gradient of the batch's mean -ELBO with respect to the encoder's output theta
+(B, num_params: the latent's logits):
 
-    g      = the exact gradient (vae.estimators.Exact: a sum over every code)
+    g      = the exact gradient (the `exact` estimator: a sum over every code)
     g_r    = estimator's gradient from draw r = 1..R, at each tau of a grid
     g_bar  = mean_r g_r
 
@@ -14,7 +16,7 @@ and report, per estimator and tau,
     noise_floor     sqrt(variance / R) / |g|            what rel_error is for an unbiased one
     bias            sqrt(max(0, rel_error^2 - noise_floor^2)), the relative bias with the noise
                     taken out (E|g_bar - g|^2 = |bias|^2 + variance / R)
-    variance        mean_r |g_r - g_bar|^2              total over the B*N*K coordinates
+    variance        mean_r |g_r - g_bar|^2              total over the B * num_params coordinates
     rel_variance    variance / |g|^2
 
 The KL term is analytic and the same for every estimator, so differences come from the
@@ -38,76 +40,69 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from vae.checkpoint import datamodule_from_checkpoint, model_from_checkpoint, read_checkpoint, run_dir_of
-from vae.config import ConfigError, instantiate_node
-from vae.data import MNISTDataModule
-from vae.estimators import ESTIMATORS, Estimator, as_estimator
-from vae.estimators.exact import MAX_CODES, Exact
-from vae.latents import CategoricalLatent
-from vae.module import VAE, categorical_vae
-from vae.temperature import ConstantTemperature
+from vae.checkpoint import data_from_checkpoint, model_from_checkpoint, read_checkpoint, run_dir_of
+from vae.config import ConfigError, build_model, instantiate_node
+from vae.data import BinarizedImages
+from vae.estimators import Estimator, build_estimator
+from vae.model import VAE
 from vae.tools import pick_device, require_positive_ints, run_or_exit
+from vae.validation import InvalidValue
+
+REFERENCE = "exact"  # the estimator every other one is measured against
 
 
-def _model_and_images(cfg: DictConfig) -> tuple[VAE, Tensor, str]:
-    """The model to diagnose, num_images test images (B, 1, 28, 28) on its device, and its name."""
+def _model_and_data(cfg: DictConfig) -> tuple[VAE, BinarizedImages, str]:
+    """The model to diagnose (on cfg.device), its data module (not yet read), and its name."""
     device = pick_device(cfg.device)
     if cfg.ckpt_path is not None:
         checkpoint = read_checkpoint(cfg.ckpt_path)
         model = model_from_checkpoint(checkpoint, cfg.ckpt_path)
-        datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_root)  # its split and binarization
+        datamodule = data_from_checkpoint(checkpoint, cfg.data.root)  # its split and binarization
         source = str(Path(cfg.ckpt_path).resolve())
     else:
+        datamodule = instantiate_node(cfg, "data", root=cfg.data.root or "data")
         torch.manual_seed(cfg.seed)  # the fresh weights
-        model = categorical_vae(
-            cfg.model.num_variables,
-            cfg.model.num_classes,
-            encoder=instantiate_node(cfg, "network.encoder"),
-            decoder=instantiate_node(cfg, "network.decoder"),
-            optimizer=torch.optim.Adam,
-            temperature=ConstantTemperature(1.0),
-        ).eval()
-        datamodule = MNISTDataModule(root=str(cfg.data_root))
-        source = f"fresh {cfg.model.num_variables}x{cfg.model.num_classes} model, seed {cfg.seed}"
-    latent = model.latent
-    if not isinstance(latent, CategoricalLatent):
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: diagnose needs a categorical latent")
-    codes = latent.num_classes**latent.num_variables
-    if codes > MAX_CODES:
+        model = build_model(cfg.model, datamodule.image_shape).eval()
+        source = f"fresh {model.latent.describe()} model, seed {cfg.seed}"
+    if not model.latent.can_enumerate:
         raise ConfigError(
-            f"the latent has {latent.num_classes}^{latent.num_variables} = {codes:.3g} codes; the exact"
-            f" gradient needs K^N <= {MAX_CODES} (train one with model.num_variables=4 model.num_classes=4)"
+            f"the {model.latent.describe()} latent cannot be enumerated:"
+            f" {model.latent.enumeration_limit_message()};"
+            " the exact gradient sums over every code (train a small one, e.g. model.num_variables=4"
+            " model.num_classes=4)"
         )
+    return model.to(device), datamodule, source
+
+
+def _test_images(datamodule: BinarizedImages, num_images: int, device: torch.device) -> Tensor:
+    """The first num_images test images (B, C, H, W), binarized as in training, on device."""
     datamodule.setup()
-    images = datamodule.test_images[: cfg.num_images]  # (B, 1, 28, 28), fixed binarization
-    return model.to(device), images.to(device), source
+    return datamodule.test_images[:num_images].to(device)
 
 
 def _per_draw_gradients(
     model: VAE,
     x: Tensor,
-    logits: Tensor,
+    params: Tensor,
     estimator: Estimator,
     tau: float | None,
     draws: int,
     chunk: int,
     seed: int,
 ) -> Tensor:
-    """(draws, B, N, K): the gradient of the batch's mean -ELBO w.r.t. the logits, one per draw.
+    """(draws, B, num_params): the gradient of the batch's mean -ELBO w.r.t. the encoder's output,
+    one per draw.
 
-    Each chunk of draws is one batched call: R copies of the logits as the rows of one leaf, so
-    row r of its gradient is draw r's (the draws are independent given the logits).
+    Each chunk of draws is one batched call: R copies of the encoder's output as the rows of one
+    leaf, so row r of its gradient is draw r's (the draws are independent given the parameters).
     """
-    generator = torch.Generator(logits.device).manual_seed(seed)
-    prior = model.prior()
+    generator = torch.Generator(params.device).manual_seed(seed)
     grads = []
     for start in range(0, draws, chunk):
-        rows = (
-            logits.expand(min(chunk, draws - start), *logits.shape).clone().requires_grad_()
-        )  # (R, B, N, K)
-        recon = estimator.surrogate(rows, lambda z: -model.decode(z).log_prob(x), tau, generator)  # (R, B)
-        q = model.latent.posterior(rows.flatten(0, 1).flatten(1))  # batch (R*B,)
-        kl = torch.distributions.kl_divergence(q, prior).view(recon.shape)  # (R, B)
+        rows = params.expand(min(chunk, draws - start), *params.shape).clone().requires_grad_()  # (R, B, P)
+        q = model.latent.posterior(rows)  # batch_shape (R, B)
+        recon = estimator.surrogate(q, lambda z: -model.decode(z).log_prob(x), tau, generator)  # (R, B)
+        kl = model.latent.kl(q)  # (R, B)
         ((recon + kl).mean(-1).sum()).backward()
         grads.append(rows.grad)
     return torch.cat(grads)
@@ -133,22 +128,27 @@ def _statistics(grads: Tensor, exact: Tensor) -> dict[str, float]:
 def diagnose(cfg: DictConfig) -> dict[str, Any]:
     """Measure every estimator of cfg.estimators at every tau of cfg.taus; write and return the rows."""
     require_positive_ints(cfg, ("num_images", "num_draws", "chunk"))
-    estimators = {name: _estimator(name) for name in cfg.estimators}
     taus = list(cfg.taus) if OmegaConf.is_list(cfg.taus) else []
     numbers = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in taus)
     if not (taus and numbers and all(math.isfinite(t) and t > 0 for t in taus)):
         raise ConfigError(f"taus={list(cfg.taus)} is not allowed: must be a non-empty list of numbers > 0")
-    model, x, source = _model_and_images(cfg)
-    model.requires_grad_(False)  # only the gradient w.r.t. the logits is measured
+    if cfg.estimators is not None and not OmegaConf.is_list(cfg.estimators):
+        raise ConfigError(f"estimators={cfg.estimators!r} is not allowed: a list of names, or null for all")
+    model, datamodule, source = _model_and_data(cfg)
+    estimators = _estimators(cfg.estimators, model)
+    x = _test_images(datamodule, cfg.num_images, next(model.parameters()).device)
+    model.requires_grad_(False)  # only the gradient w.r.t. the encoder's output is measured
     output_dir = Path(cfg.output_dir) if cfg.output_dir else _default_output_dir(cfg)
 
     with torch.no_grad():
-        logits = model.encode(x).base_dist.logits  # (B, N, K), normalized log-probabilities
-    exact = _per_draw_gradients(model, x, logits, Exact(), None, 1, 1, cfg.seed)[0]  # (B, N, K)
+        params = model.encoder(x)  # (B, num_params): q(z|x)'s parameters
+    reference = _estimators([REFERENCE], model, reference=True)[REFERENCE]
+    exact = _per_draw_gradients(model, x, params, reference, None, 1, 1, cfg.seed)[0]  # (B, num_params)
+    print(_HEADER, flush=True)
     rows = []
     for name, estimator in estimators.items():
         for tau in taus if estimator.uses_temperature else [None]:
-            grads = _per_draw_gradients(model, x, logits, estimator, tau, cfg.num_draws, cfg.chunk, cfg.seed)
+            grads = _per_draw_gradients(model, x, params, estimator, tau, cfg.num_draws, cfg.chunk, cfg.seed)
             rows.append(
                 {"estimator": name, "tau": None if tau is None else float(tau), **_statistics(grads, exact)}
             )
@@ -170,13 +170,26 @@ def diagnose(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-def _estimator(name: str) -> Estimator:
-    if name == "exact":
-        raise ConfigError("estimators: 'exact' is the reference every estimator is measured against")
-    try:
-        return as_estimator(name)
-    except ValueError:
-        raise ConfigError(f"estimators: {name!r} is not allowed: one of {', '.join(ESTIMATORS)}") from None
+def _estimators(names: list[str] | None, model: VAE, reference: bool = False) -> dict[str, Estimator]:
+    """The named estimators of the model's latent (all but the reference when names is None)."""
+    available = model.latent.estimators
+    if names is None:
+        names = [name for name in available if name != REFERENCE]
+    built = {}
+    for name in names:
+        if name == REFERENCE and not reference:
+            raise ConfigError(
+                f"estimators: {REFERENCE!r} is the reference every estimator is measured against"
+            )
+        try:
+            built[name] = build_estimator(name, available)
+        except InvalidValue:
+            allowed = ", ".join(n for n in available if n != REFERENCE)
+            raise ConfigError(
+                f"estimators: {name!r} is not allowed for the {model.latent.describe()} latent:"
+                f" one of {allowed}"
+            ) from None
+    return built
 
 
 def _default_output_dir(cfg: DictConfig) -> Path:
@@ -184,6 +197,12 @@ def _default_output_dir(cfg: DictConfig) -> Path:
     if cfg.ckpt_path is not None:
         return run_dir_of(cfg.ckpt_path) / "diagnose" / stamp
     return Path("runs") / "diagnose" / stamp
+
+
+_HEADER = (
+    "| estimator | τ | cosine | bias | rel_error | noise_floor | variance | rel_variance |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
 
 
 def _format_row(row: dict[str, Any]) -> str:
@@ -199,12 +218,11 @@ def _markdown(results: dict[str, Any]) -> str:
         f"# Gradient estimators against the exact gradient: {results['model']}",
         "",
         f"Gradient of the mean −ELBO of {results['num_images']} test images w.r.t. the encoder's"
-        f" logits; {results['num_draws']} draws per row; |exact gradient| ="
+        f" output (the latent's logits); {results['num_draws']} draws per row; |exact gradient| ="
         f" {results['exact_gradient_norm']:.4g}. rel_error below noise_floor means no bias is"
         " visible at this number of draws; bias is rel_error with that noise taken out.",
         "",
-        "| estimator | τ | cosine | bias | rel_error | noise_floor | variance | rel_variance |",
-        "|---|---|---|---|---|---|---|---|",
+        _HEADER,
         *[_format_row(row) for row in results["rows"]],
     ]
     return "\n".join(lines) + "\n"

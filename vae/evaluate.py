@@ -1,8 +1,9 @@
-"""python -m vae.evaluate ckpt_path=PATH [k=1000] [seed=0]: the numbers a paper reports.
+"""python -m vae.evaluate ckpt_path=PATH [k=1000] [seed=0] [data.root=DIR]: the numbers a paper reports.
 
-On the official MNIST test set, binarized as in training (the seed is in the checkpoint):
--ELBO, the importance-weighted bound with k samples, the exact NLL for small categorical latents,
-and latent health (vae/evaluation.py). Writes eval.json beside the checkpoint and prints a table.
+On the test set of the data the checkpoint was trained on, binarized as in training (the data's
+config is in the checkpoint): -ELBO, the importance-weighted bound with k samples, the exact NLL
+for latents small enough to enumerate, and latent health (vae/evaluation.py). Writes eval.json
+beside the checkpoint and prints a table.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from vae.data import TensorBatches
-from vae.evaluation import can_enumerate, exact_nll, importance_weighted_means, latent_health
+from vae.evaluation import exact_nll, importance_weighted_means, latent_health
 from vae.tools import load_model_and_test_set, require_positive_ints, run_or_exit
 
 
@@ -27,9 +28,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model, images = load_model_and_test_set(cfg)  # test images binarized once, fixed seed
     batches = TensorBatches(images, cfg.batch_size)
 
-    torch.manual_seed(cfg.seed)
-    results: dict[str, Any] = importance_weighted_means(model, batches, cfg.k, cfg.chunk_size, progress=True)
-    if can_enumerate(model):
+    generator = torch.Generator(images.device).manual_seed(cfg.seed)
+    results: dict[str, Any] = importance_weighted_means(
+        model, batches, cfg.k, cfg.chunk_size, progress=True, generator=generator
+    )
+    if model.latent.can_enumerate:
         results["test/nll_exact"] = exact_nll(model, batches).mean().item()
     results.update(latent_health(model, batches))
     results.update(
@@ -37,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         seed=cfg.seed,
         num_images=len(images),
         checkpoint=str(Path(cfg.ckpt_path).resolve()),
-        global_step=model.weights_step,
+        global_step=model.step,
         tau=model.tau,
     )
     output = Path(cfg.output) if cfg.output else Path(cfg.ckpt_path).resolve().parent / "eval.json"

@@ -37,4 +37,9 @@ def wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
         del os.environ["WANDB_MODE"]
     # mode goes straight to wandb.init: Lightning's offline=True sets WANDB_MODE=dryrun for the
     # whole process, a value recent wandb ignores (it then asks for a key).
-    return WandbLogger(mode=resolve_wandb_mode(mode), **kwargs)
+    logger = WandbLogger(mode=resolve_wandb_mode(mode), **kwargs)
+    # Lightning passes anonymous=None to wandb.init, which wandb answers with a warning that the
+    # setting has no effect; leaving it out is the same call without the warning.
+    if logger._wandb_init.get("anonymous", "set") is None:
+        del logger._wandb_init["anonymous"]
+    return logger

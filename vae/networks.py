@@ -3,7 +3,8 @@
 Plain nn.Modules that know nothing of Lightning, Hydra or W&B. An encoder maps images
 (B, C, H, W) to a flat vector of latent parameters (B, out_features); a decoder maps a flat
 latent code (B, in_features) to Bernoulli logits over pixels (B, C, H, W). The latent decides
-out_features and in_features (vae/latents.py), so the same block serves both models.
+out_features and in_features (vae/latents/), the data decides image_shape (C, H, W), so the same
+block serves every model and dataset.
 
 Defaults follow Jang et al.'s notebook: 784-512-256 ReLU encoder, mirrored decoder, and no
 activation on the latent parameters (a ReLU there would clip the logits at 0).
@@ -34,6 +35,12 @@ def _check_sizes(name: str, sizes: Sequence[int]) -> None:
     require(len(sizes) > 0, name, list(sizes), "must list at least one hidden size")
     for size in sizes:
         require_positive_int(name, size)
+
+
+def _check_halvable_twice(image_shape: Sequence[int]) -> None:
+    c, h, w = image_shape
+    ok = h % 4 == 0 and w % 4 == 0
+    require(ok, "image_shape", list(image_shape), "the conv blocks need a height and width divisible by 4")
 
 
 class MLPEncoder(nn.Sequential):
@@ -82,6 +89,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         _check_sizes("channels", channels)
         require_positive_int("hidden_size", hidden_size)
+        _check_halvable_twice(image_shape)
         c, h, w = image_shape
         c1, c2 = channels
         self.net = nn.Sequential(
@@ -112,6 +120,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         _check_sizes("channels", channels)
         require_positive_int("hidden_size", hidden_size)
+        _check_halvable_twice(image_shape)
         c, h, w = image_shape
         c1, c2 = channels
         self.net = nn.Sequential(

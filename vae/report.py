@@ -170,9 +170,7 @@ def _published(row: dict) -> str:
         return "–"
     value = published.get("value")
     metric = published.get("metric", "")
-    return (
-        f"{value} ({metric})" if value is not None else f"not in SCIENCE.md ({published.get('source', '')})"
-    )
+    return f"{value} ({metric})" if value is not None else f"not quoted ({published.get('source', '')})"
 
 
 def results_table(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:

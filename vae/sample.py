@@ -1,11 +1,12 @@
-"""python -m vae.sample ckpt_path=PATH: the pictures a paper shows, from the checkpoint alone.
+"""python -m vae.sample ckpt_path=PATH [data.root=DIR]: the pictures a paper shows, from the
+checkpoint alone.
 
 Writes to <run dir>/samples/<checkpoint name>/ (printed):
-- reconstructions.png: test digits above their reconstructions (categorical: one-hot z, then
-  the relaxed sample at the training tau);
-- prior_samples.png: decoded z ~ p(z) (categorical: uniformly drawn one-hot codes);
-- traversals.png: one row per (digit, latent coordinate), the coordinate stepped through its
-  K classes or swept over [-3, 3];
+- reconstructions.png: test images above their reconstructions (categorical: one-hot z, then
+  the relaxed sample at the training tau; Gaussian: the posterior mean);
+- prior_samples.png: decoded z ~ p(z);
+- traversals.png: one row per (image, latent coordinate), the coordinate stepped through its
+  values (a categorical variable's K classes; a Gaussian dimension swept over [-3, 3]);
 - manifold.png: for a 2-dimensional Gaussian latent, decoded means over a grid.
 and logs them to the checkpoint's W&B run when the run directory holds one.
 """
@@ -20,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
 from vae.checkpoint import run_dir_of
-from vae.latents import GaussianLatent
 from vae.loggers import resolve_wandb_mode
 from vae.pictures import (
     manifold_grid,
@@ -58,8 +58,9 @@ def make_pictures(cfg: DictConfig) -> dict[str, Path]:
             cfg.traversal_steps,
         ),
     }
-    if isinstance(model.latent, GaussianLatent) and model.latent.dim == 2:
-        grids["manifold"] = manifold_grid(model, cfg.manifold_steps)
+    manifold = manifold_grid(model, cfg.manifold_steps)
+    if manifold is not None:
+        grids["manifold"] = manifold
 
     run_dir = run_dir_of(cfg.ckpt_path)
     output_dir = Path(cfg.output_dir or run_dir / "samples" / Path(cfg.ckpt_path).stem)
@@ -70,7 +71,7 @@ def make_pictures(cfg: DictConfig) -> dict[str, Path]:
         save_image(grid, paths[name])
     print(f"Wrote {', '.join(p.name for p in paths.values())} to {output_dir}")
     if cfg.wandb:
-        _log_to_wandb_run(run_dir, grids, model.weights_step)
+        _log_to_wandb_run(run_dir, grids, model.step)
     return paths
 
 

@@ -1,4 +1,5 @@
-"""What the checkpoint tools (vae.evaluate, vae.sample) share: checks, loading, one error exit."""
+"""What the checkpoint tools (vae.evaluate, vae.sample, vae.diagnose) share: checks, loading,
+one error exit."""
 
 from __future__ import annotations
 
@@ -10,15 +11,10 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from vae.checkpoint import (
-    CheckpointError,
-    datamodule_from_checkpoint,
-    model_from_checkpoint,
-    read_checkpoint,
-)
+from vae.checkpoint import CheckpointError, data_from_checkpoint, model_from_checkpoint, read_checkpoint
 from vae.config import ConfigError
-from vae.data import DataNotFoundError
-from vae.module import VAE
+from vae.data import DataError
+from vae.model import VAE
 
 T = TypeVar("T")
 DEVICES = "auto, cpu, cuda, cuda:N"
@@ -40,19 +36,20 @@ def pick_device(name: str) -> torch.device:
 
 
 def load_model_and_test_set(cfg: DictConfig) -> tuple[VAE, Tensor]:
-    """The checkpoint's model and the official test set binarized as in its training, on cfg.device."""
+    """The checkpoint's model and the test images of the data it was trained on, binarized as in
+    training, on cfg.device; cfg.data.root, if set, is where the data's files are now."""
     device = pick_device(cfg.device)
     checkpoint = read_checkpoint(cfg.ckpt_path, map_location="cpu")
     model = model_from_checkpoint(checkpoint, cfg.ckpt_path).to(device)
-    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_root)
+    datamodule = data_from_checkpoint(checkpoint, cfg.data.root)
     datamodule.setup()
-    return model, datamodule.test_images.to(device)  # (10k, 1, 28, 28)
+    return model, datamodule.test_images.to(device)  # (N_test, C, H, W)
 
 
 def run_or_exit(tool: Callable[[DictConfig], T], cfg: DictConfig) -> T | Any:
     """Run a tool; a bad input is one line on stderr and exit code 1, with nothing written."""
     try:
         return tool(cfg)
-    except (ConfigError, CheckpointError, DataNotFoundError) as e:
+    except (ConfigError, CheckpointError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -1,30 +1,40 @@
-"""The interface every gradient estimator for a categorical latent implements.
+"""The interface every gradient estimator for a discrete latent implements.
 
-An estimator turns the encoder's logits theta and a per-image cost f(z) (for the VAE, the
-reconstruction term -log p(x|z)) into a surrogate s(theta) per image such that
+An estimator turns q(z|x) (a distribution whose parameters carry the encoder's gradient) and a
+per-image cost f(z) (for the VAE, the reconstruction term -log p(x|z)) into a surrogate s per
+image such that
 
-    value of s       = an estimate of E_{z ~ q_theta}[f(z)]
-    gradient of s    = the estimator's gradient of E_q[f(z)] with respect to theta (and the
-                       exact gradient with respect to f's own parameters, e.g. the decoder's)
+    value of s       = an estimate of E_{z ~ q}[f(z)]
+    gradient of s    = the estimator's gradient of E_q[f(z)] with respect to q's parameters
+                       (and the exact gradient with respect to f's own parameters, the decoder's)
 
-so the training loss is just s + KL(q || p), whatever the estimator. The KL is analytic and
-shared by every estimator, so estimators differ only in how they differentiate E_q[f(z)].
+so the training loss is s + KL(q || p), whatever the estimator. The KL is analytic and shared by
+every estimator, so estimators differ only in how they differentiate E_q[f(z)].
 
-Shapes: logits (*batch, N, K), N variables of K classes. The cost takes z of shape
-(*sample, *batch, N, K) (sample dims first: an estimator may evaluate several z per image)
-and returns (*sample, *batch). The surrogate has shape (*batch,).
+Shapes: q has batch_shape (*batch,) and the latent's event_shape (categorical: (N, K) one-hot).
+The cost takes z of shape (*sample, *batch, *event) (sample dims first: an estimator may evaluate
+several z per image) and returns (*sample, *batch). The surrogate has shape (*batch,).
 
-To add an estimator: one file in this folder with a subclass, one line in __init__.py, and one
-config in configs/model/estimator/.
+Estimators are grouped by the latent family they serve: vae/estimators/categorical/ (one-hot
+codes: the Gumbel-Softmax family, straight-through, ReinMax) and vae/estimators/discrete/ (any
+latent whose q can sample, score and enumerate codes: REINFORCE, exact). A latent lists the
+families it accepts (Latent.estimators). To add an estimator: one file in its family's folder, one
+line in that folder's __init__.py, and one config in configs/model/estimator/.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
+
+from vae.validation import InvalidValue
+
+if TYPE_CHECKING:
+    from vae.latents.base import Latent
 
 Cost = Callable[[Tensor], Tensor]
 
@@ -32,21 +42,21 @@ Cost = Callable[[Tensor], Tensor]
 class Estimator:
     """Base class; subclasses are dataclasses whose fields are their settings."""
 
-    name: ClassVar[str]
-    # Whether the estimator reads the temperature tau (and so the model anneals one).
+    name: ClassVar[str]  # what model.estimator= calls it; the one place the name is written
+    # Whether the estimator reads the temperature tau (and so the training system anneals one).
     uses_temperature: ClassVar[bool] = True
-    # Whether its gradient is that of the Gumbel-Softmax relaxation at tau: the model then
-    # also reports the relaxed ELBO, which is what such an estimator optimizes.
+    # Whether its gradient is that of the Gumbel-Softmax relaxation at tau: evaluation then also
+    # reports the relaxed ELBO, which is what such an estimator optimizes.
     relaxes: ClassVar[bool] = False
 
-    def check_latent(self, num_variables: int, num_classes: int) -> None:
+    def check_latent(self, latent: Latent) -> None:
         """Raise vae.validation.InvalidValue if the estimator cannot serve this latent."""
 
     def surrogate(
         self,
-        logits: Tensor,
+        q: Distribution,
         cost: Cost,
-        temperature: float | None,
+        temperature: float | Tensor | None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """(*batch,) surrogate whose value estimates E_q[cost] and whose gradient is the estimator's."""
@@ -57,19 +67,19 @@ class PathwiseEstimator(Estimator):
     """An estimator that draws one z per image and backpropagates through it."""
 
     def sample(
-        self, logits: Tensor, temperature: float | None, generator: torch.Generator | None = None
+        self, q: Distribution, temperature: float | Tensor | None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """z (*batch, N, K) with the estimator's forward value and backward path to the logits."""
+        """z (*batch, *event) with the estimator's forward value and backward path to q's logits."""
         raise NotImplementedError
 
     def surrogate(
         self,
-        logits: Tensor,
+        q: Distribution,
         cost: Cost,
-        temperature: float | None,
+        temperature: float | Tensor | None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        return cost(self.sample(logits, temperature, generator))
+        return cost(self.sample(q, temperature, generator))
 
 
 def straight_through(forward: Tensor, backward: Tensor) -> Tensor:
@@ -79,3 +89,32 @@ def straight_through(forward: Tensor, backward: Tensor) -> Tensor:
     value keeps its exact one-hot entries (forward + backward - backward.detach() would not).
     """
     return forward + (backward - backward.detach())
+
+
+def registry(*classes: type[Estimator]) -> dict[str, type[Estimator]]:
+    """{name: class} for a family's estimators."""
+    return {cls.name: cls for cls in classes}
+
+
+def build_estimator(
+    spec: str | dict[str, Any] | Estimator, available: dict[str, type[Estimator]]
+) -> Estimator:
+    """An Estimator from a name (its default settings), a config node {name: ..., **settings},
+    or an Estimator, among those `available` to the latent."""
+    if isinstance(spec, Estimator):
+        name, settings = spec.name, None
+    elif isinstance(spec, dict):
+        settings = dict(spec)
+        name = settings.pop("name", None)
+    else:
+        name, settings = spec, {}
+    if name not in available:
+        raise InvalidValue("estimator", name, f"must be one of {', '.join(available)}")
+    if settings is None:
+        if not isinstance(spec, available[name]):
+            raise InvalidValue("estimator", spec, f"a {name} estimator for another kind of latent")
+        return spec
+    try:
+        return available[name](**settings)
+    except TypeError as e:  # an unknown setting
+        raise InvalidValue("estimator", spec, f"{name} takes no such setting ({e})") from None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from vae.estimators.base import PathwiseEstimator, straight_through
 from vae.gumbel import check_temperature, gumbel_max
@@ -20,9 +21,10 @@ class StraightThrough(PathwiseEstimator):
     name = "straight_through"
 
     def sample(
-        self, logits: Tensor, temperature: float | None, generator: torch.Generator | None = None
+        self, q: Distribution, temperature: float | Tensor | None, generator: torch.Generator | None = None
     ) -> Tensor:
         tau = check_temperature(temperature)
+        logits = q.logits  # (*batch, N, K)
         one_hot = gumbel_max(logits, generator=generator)  # (*batch, N, K), float32 or float64
         probs = torch.softmax(logits.to(one_hot.dtype) / tau, dim=-1)  # never in half precision
         return straight_through(one_hot, probs)

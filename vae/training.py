@@ -1,19 +1,10 @@
-"""The VAE as a LightningModule: one class, any latent (vae/latents.py).
+"""The training system: a LightningModule around the plain VAE (vae/model.py).
 
-Loss, per image, in nats (Kingma & Welling 2014):
-
-    -ELBO(x) = -E_q(z|x)[log p(x|z)] + KL(q(z|x) || p(z))
-             =          recon        +        kl
-
-with the analytic KL. In training, E_q[recon] and its gradient come from the latent:
-reparameterization for the Gaussian, the chosen gradient estimator for the categorical
-(vae/estimators/: Gumbel-Softmax at tau = schedule(global step) by default). In validation
-and test z is one exact sample of q(z|x), one-hot for the categorical latent, so the logged
-`neg_elbo` is the bound of the discrete model; for estimators that relax z, `neg_elbo_relaxed`
-(the Gumbel-Softmax sample at the current tau) is logged beside it.
-
-Every number is computed from the three distributions a user also gets:
-`encode(x)` = q(z|x), `decode(z)` = p(x|z), `prior()` = p(z).
+It owns what training needs and the model does not: the optimizer and its step, the tau
+schedule, logging, the non-finite guard, and what a checkpoint records. The loss is the model's
+per-image -ELBO (training_terms: the latent's gradient estimate at tau = schedule(global step)),
+averaged over the batch; validation and test report evaluation_terms, drawn from a generator of
+their own.
 
 training_step makes the optimizer step itself (Lightning's manual optimization): zero_grad,
 backward, optional gradient clipping, step. Lightning's automatic gradient accumulation
@@ -28,86 +19,69 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, kl_divergence
+from torch import Tensor
 
-from vae.estimators import Estimator
-from vae.latents import CategoricalLatent, GaussianLatent
+from vae.checkpoint import CONFIG_KEY, upgrade_checkpoint
+from vae.model import VAE
 from vae.temperature import TemperatureSchedule
 from vae.validation import InvalidValue, require_positive_float
 
 Factory = Callable[..., Any]
-CONFIG_KEY = "vae_config"  # where a checkpoint holds the config that built the model
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became inf or NaN."""
 
 
-class VAE(L.LightningModule):
+class VAETraining(L.LightningModule):
     def __init__(
         self,
-        latent: GaussianLatent | CategoricalLatent,
-        encoder: Factory,
-        decoder: Factory,
+        model: VAE,
         optimizer: Factory,
         temperature: TemperatureSchedule | None = None,
         gradient_clip_val: float | None = None,
+        evaluation_seed: int = 0,
     ) -> None:
         """
         Args:
-            latent: defines q(z|x), p(z) and the training sample.
-            encoder: called as encoder(out_features=latent.num_params) -> nn.Module.
-            decoder: called as decoder(in_features=latent.code_size) -> nn.Module.
+            model: the VAE to train.
             optimizer: called as optimizer(params) -> torch.optim.Optimizer.
             temperature: tau schedule; required by latents that use a temperature.
             gradient_clip_val: if set, the gradient's global 2-norm is clipped to it before each
-                update (the configs take it from trainer.gradient_clip_val).
+                update (train.py takes it from trainer.gradient_clip_val).
+            evaluation_seed: seeds the generator that validation and test draw z from, afresh at
+                the start of each: the same weights give the same numbers whatever ran before, and
+                runs with the same seed are compared on the same noise (train.py: the run's seed).
         """
         super().__init__()
-        if latent.uses_temperature and temperature is None:
-            raise InvalidValue("temperature", None, "the categorical latent needs a tau schedule")
+        if model.latent.uses_temperature and temperature is None:
+            raise InvalidValue(
+                "temperature", None, f"the {model.latent.describe()} latent needs a tau schedule"
+            )
         if gradient_clip_val is not None:
             require_positive_float("gradient_clip_val", gradient_clip_val)
         # training_step makes the optimizer step itself (Lightning's manual optimization): the
         # same zero_grad, backward and step that automatic optimization makes, without its
-        # closures and extra hook calls, which cost ~0.25 ms a step, 3% of a CPU epoch (vae.bench).
+        # closures and extra hook calls.
         self.automatic_optimization = False
-        self.gradient_clip_val = gradient_clip_val
-        self.latent = latent
-        self.encoder: nn.Module = encoder(out_features=latent.num_params)
-        self.decoder: nn.Module = decoder(in_features=latent.code_size)
+        self.model = model
         self.optimizer_factory = optimizer
-        self.temperature = temperature if latent.uses_temperature else None
+        self.temperature = temperature if model.latent.uses_temperature else None
+        self.gradient_clip_val = gradient_clip_val
+        self.evaluation_seed = evaluation_seed
+        self._evaluation_generator: torch.Generator | None = None
         # Optimizer steps the current weights have had: the trainer's step while fitting, the
         # checkpoint's after loading one (see on_load_checkpoint). tau for evaluation uses it.
         self.weights_step = 0
-        # The resolved config that built this model (set by vae.checkpoint.build_model); saved
-        # in every checkpoint so vae.load can rebuild the model from the checkpoint alone.
-        self.vae_config: dict[str, Any] | None = None
+        # The resolved run config (set by train.py); saved in every checkpoint so that vae.load and
+        # the tools rebuild the model, its tau schedule and its data from the checkpoint alone.
+        self.run_config: dict[str, Any] | None = None
         # torch.compile'd training_terms and its options, if compile_training() was called.
         self._compiled_training_terms: Callable[[Tensor, Any], dict[str, Tensor]] | None = None
         self._compile_options: dict[str, Any] | None = None
         # How often a non-finite loss is looked for with a host sync (see _check_finite).
         self.finite_check_every_n_steps: int | None = None
         self._first_nonfinite_step: Tensor | None = None
-
-    # The three distributions -------------------------------------------------------------
-
-    def encode(self, x: Tensor) -> Distribution:
-        """q(z|x) for binarized images x (B, 1, 28, 28); batch_shape (B,)."""
-        return self.latent.posterior(self.encoder(x))
-
-    def decode(self, z: Tensor) -> Distribution:
-        """p(x|z), Bernoulli over pixels, for z (*batch, *event): batch_shape (*batch,)."""
-        batch_shape = z.shape[: z.dim() - self.latent.event_ndim]
-        logits = self.decoder(z.reshape(-1, self.latent.code_size)).float()  # (prod(batch), 1, 28, 28)
-        logits = logits.view(*batch_shape, *logits.shape[1:])  # (*batch, 1, 28, 28)
-        return Independent(Bernoulli(logits=logits, validate_args=False), 3)
-
-    def prior(self) -> Distribution:
-        """p(z)."""
-        return self.latent.prior()
 
     # tau --------------------------------------------------------------------------------
 
@@ -120,24 +94,7 @@ class VAE(L.LightningModule):
         """tau for the current weights (what evaluation uses)."""
         return self.tau_at(self.weights_step)
 
-    # Loss -------------------------------------------------------------------------------
-
-    def negative_elbo(self, x: Tensor, z: Tensor, q: Distribution) -> dict[str, Tensor]:
-        """Per-image recon = -log p(x|z), kl = KL(q || p(z)) and their sum, each (B,)."""
-        recon = -self.decode(z).log_prob(x)
-        kl = kl_divergence(q, self.prior())
-        return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
-
-    def training_terms(self, x: Tensor, temperature: float | None) -> dict[str, Tensor]:
-        """Per-image recon, kl and neg_elbo (B,) whose gradient is the training gradient.
-
-        recon is the latent's surrogate for E_q[-log p(x|z)]: its value is an estimate of that
-        expectation, its gradient the estimator's (vae/estimators/base.py).
-        """
-        q = self.encode(x)
-        recon = self.latent.expected_cost(q, lambda z: -self.decode(z).log_prob(x), temperature)
-        kl = kl_divergence(q, self.prior())
-        return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+    # Training ---------------------------------------------------------------------------
 
     def compile_training(self, **options: Any) -> None:
         """torch.compile the training computation (encoder, estimator, decoder, loss) and the
@@ -147,12 +104,12 @@ class VAE(L.LightningModule):
         rather than a new graph (a Python float would be baked in and recompiled every time).
         """
         self._compile_options = options
-        self._compiled_training_terms = torch.compile(self.training_terms, **options)
+        self._compiled_training_terms = torch.compile(self.model.training_terms, **options)
 
     def step_terms(self, x: Tensor, tau: float | None) -> dict[str, Tensor]:
-        """training_terms, through the compiled function once compile_training() was called."""
+        """The model's training_terms, through the compiled function once compile_training() was called."""
         if self._compiled_training_terms is None:
-            return self.training_terms(x, tau)
+            return self.model.training_terms(x, tau)
         # A CPU 0-d tensor: an input of the graph that a CUDA graph reads without a sync.
         return self._compiled_training_terms(x, None if tau is None else torch.tensor(tau))
 
@@ -168,7 +125,7 @@ class VAE(L.LightningModule):
             self.clip_gradients(optimizer, self.gradient_clip_val, gradient_clip_algorithm="norm")
         optimizer.step()
         # Lightning sends step metrics to the loggers every log_every_n_steps steps only; calling
-        # self.log on the other steps costs ~0.1 ms each (and a host-to-device copy for tau).
+        # self.log on the other steps would cost time (and a host-to-device copy for tau).
         if self._trainer is None or self.trainer._logger_connector.should_update_logs:
             batch_size = x.shape[0]
             self.log("train/neg_elbo", loss, prog_bar=True, batch_size=batch_size)
@@ -182,6 +139,12 @@ class VAE(L.LightningModule):
         self.weights_step = self.global_step
         if self.global_step % (self.finite_check_every_n_steps or 1) == 0:
             self._raise_if_nonfinite()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        optimizer = self.optimizer_factory(self.model.parameters())
+        if self._compile_options is not None:
+            compile_optimizer_step(optimizer, **self._compile_options)
+        return optimizer
 
     # Non-finite losses --------------------------------------------------------------------
     # On the CPU, reading a tensor's value costs nothing, so every step is checked before its
@@ -209,23 +172,32 @@ class VAE(L.LightningModule):
             " checkpoints written so far are intact"
         )
 
+    def on_train_start(self) -> None:
+        self.weights_step = self.global_step
+        if self.finite_check_every_n_steps is None:
+            self.finite_check_every_n_steps = 1 if self.device.type == "cpu" else 50
+        self._first_nonfinite_step = torch.full((), -1, dtype=torch.long, device=self.device)
+
+    # Validation and test ----------------------------------------------------------------
+
     def on_validation_start(self) -> None:
         self._raise_if_nonfinite()
 
-    def evaluation_terms(self, x: Tensor) -> dict[str, Tensor]:
-        """What validation and test report, per image (B,): recon, kl and neg_elbo with one exact
-        z ~ q(z|x) (one-hot for the categorical latent), and neg_elbo_relaxed (the relaxed sample
-        at the current tau) for estimators that relax z."""
-        q = self.encode(x)
-        terms = self.negative_elbo(x, q.sample(), q)
-        if isinstance(self.latent, CategoricalLatent) and self.latent.estimator.relaxes:
-            terms["neg_elbo_relaxed"] = self.negative_elbo(x, self.latent.rsample(q, self.tau), q)["neg_elbo"]
-        return terms
+    def on_validation_epoch_start(self) -> None:
+        self._start_evaluation_noise()
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation_noise()
+
+    def _start_evaluation_noise(self) -> None:
+        # Its own generator: evaluation neither reads nor moves the random stream training draws from.
+        self._evaluation_generator = torch.Generator(self.device).manual_seed(self.evaluation_seed)
 
     def _evaluation_step(self, x: Tensor, stage: str) -> None:
         # Means over the whole split, weighted by batch size, across processes when distributed.
         log = {"batch_size": x.shape[0], "sync_dist": True}
-        for name, value in self.evaluation_terms(x).items():
+        terms = self.model.evaluation_terms(x, self.tau, generator=self._evaluation_generator)
+        for name, value in terms.items():
             self.log(f"{stage}/{name}", value.mean(), **log)
 
     def validation_step(self, x: Tensor, batch_idx: int) -> None:
@@ -234,25 +206,14 @@ class VAE(L.LightningModule):
     def test_step(self, x: Tensor, batch_idx: int) -> None:
         self._evaluation_step(x, "test")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self._compile_options is not None:
-            compile_optimizer_step(optimizer, **self._compile_options)
-        return optimizer
-
     # Checkpoints ------------------------------------------------------------------------
 
-    def on_train_start(self) -> None:
-        self.weights_step = self.global_step
-        if self.finite_check_every_n_steps is None:
-            self.finite_check_every_n_steps = 1 if self.device.type == "cpu" else 50
-        self._first_nonfinite_step = torch.full((), -1, dtype=torch.long, device=self.device)
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.vae_config is not None:
-            checkpoint[CONFIG_KEY] = self.vae_config
+        if self.run_config is not None:
+            checkpoint[CONFIG_KEY] = self.run_config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        upgrade_checkpoint(checkpoint)  # one written by an earlier version of this project
         self.weights_step = checkpoint["global_step"]
         _count_automatic_steps_as_manual(checkpoint)
 
@@ -278,8 +239,8 @@ def compile_optimizer_step(optimizer: torch.optim.Optimizer, **options: Any) -> 
     for the for-loop Adam, one for the fused Adam); compiled, it is generated code over all
     parameters with no Python in between (PyTorch's "compiling the optimizer" recipe). The
     closure (forward, backward, Lightning's hooks) stays outside this graph: the forward has its
-    own (VAE.compile_training). The learning rate is a constant of the graph: a scheduler that
-    changes it would recompile.
+    own (VAETraining.compile_training). The learning rate is a constant of the graph: a scheduler
+    that changes it would recompile.
     """
     unpatched_step = type(optimizer).step  # the class's step; the instance's is replaced below
 
@@ -298,15 +259,3 @@ def compile_optimizer_step(optimizer: torch.optim.Optimizer, **options: Any) -> 
 
     optimizer.step = step  # Lightning calls optimizer.step(closure=...) on this instance
     return optimizer
-
-
-def gaussian_vae(dim: int, **kwargs: Any) -> VAE:
-    """VAE with a dim-dimensional Gaussian latent (kwargs as for VAE)."""
-    return VAE(GaussianLatent(dim), **kwargs)
-
-
-def categorical_vae(
-    num_variables: int, num_classes: int, estimator: str | Estimator = "gumbel_softmax", **kwargs: Any
-) -> VAE:
-    """VAE with num_variables categoricals of num_classes each, trained with `estimator`."""
-    return VAE(CategoricalLatent(num_variables, num_classes, estimator), **kwargs)

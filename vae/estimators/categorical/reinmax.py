@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from vae.estimators.base import PathwiseEstimator, straight_through
 from vae.gumbel import check_temperature, gumbel_max
@@ -26,9 +27,10 @@ class ReinMax(PathwiseEstimator):
     name = "reinmax"
 
     def sample(
-        self, logits: Tensor, temperature: float | None, generator: torch.Generator | None = None
+        self, q: Distribution, temperature: float | Tensor | None, generator: torch.Generator | None = None
     ) -> Tensor:
         tau = check_temperature(temperature)
+        logits = q.logits  # (*batch, N, K)
         one_hot = gumbel_max(logits, generator=generator)  # (*batch, N, K): D ~ pi_0
         logits = logits.to(one_hot.dtype)
         pi_0 = torch.softmax(logits, dim=-1)

@@ -6,7 +6,8 @@ others, b_s = (sum_t f(z_t) - f(z_s)) / (S - 1), which does not depend on z_s:
     grad_theta = 1/S sum_s (f(z_s) - b_s) grad_theta log q(z_s | x)
 
 The surrogate's value is the mean cost 1/S sum_s f(z_s); through f's own parameters (the
-decoder) its gradient is the plain Monte-Carlo one. No temperature.
+decoder) its gradient is the plain Monte-Carlo one. No temperature. Serves any latent whose
+q(z|x) samples codes and scores them (log_prob).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from vae.estimators.base import Cost, Estimator
-from vae.gumbel import gumbel_max
 from vae.validation import require
 
 
@@ -34,15 +35,14 @@ class ReinforceLOO(Estimator):
 
     def surrogate(
         self,
-        logits: Tensor,
+        q: Distribution,
         cost: Cost,
-        temperature: float | None,
+        temperature: float | Tensor | None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         S = self.num_samples
-        z = gumbel_max(logits.expand(S, *logits.shape), generator=generator)  # (S, *batch, N, K), exact
-        log_p = torch.log_softmax(logits.to(z.dtype), dim=-1)  # (*batch, N, K)
-        log_q = (z * log_p).sum((-2, -1))  # (S, *batch): log q(z_s|x), a sum over the N variables
+        z = q.sample((S,), generator=generator)  # (S, *batch, *event), exact, no gradient
+        log_q = q.log_prob(z)  # (S, *batch): log q(z_s|x), with the gradient to q's parameters
         f = cost(z)  # (S, *batch)
         baseline = (f.sum(0, keepdim=True) - f) / (S - 1)  # (S, *batch), independent of z_s
         score = (f - baseline).detach() * (log_q - log_q.detach())  # value 0, gradient the estimator's

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from vae.estimators.base import PathwiseEstimator, straight_through
 from vae.gumbel import check_temperature, exponential_noise, gumbel_max
@@ -34,9 +35,10 @@ class GumbelRao(PathwiseEstimator):
         require_positive_int("num_draws", self.num_draws)
 
     def sample(
-        self, logits: Tensor, temperature: float | None, generator: torch.Generator | None = None
+        self, q: Distribution, temperature: float | Tensor | None, generator: torch.Generator | None = None
     ) -> Tensor:
         tau = check_temperature(temperature)
+        logits = q.logits  # (*batch, N, K)
         one_hot = gumbel_max(logits, generator=generator)  # (*batch, N, K): D
         log_p = torch.log_softmax(logits.to(one_hot.dtype), dim=-1)  # (*batch, N, K), log Z = 0
         noise = conditional_gumbel(log_p.detach(), one_hot, self.num_draws, generator)  # (M, *batch, N, K)

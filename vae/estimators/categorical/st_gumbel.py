@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from vae.estimators.base import PathwiseEstimator
 from vae.gumbel import gumbel_softmax
@@ -21,6 +22,6 @@ class STGumbel(PathwiseEstimator):
     relaxes = True
 
     def sample(
-        self, logits: Tensor, temperature: float | None, generator: torch.Generator | None = None
+        self, q: Distribution, temperature: float | Tensor | None, generator: torch.Generator | None = None
     ) -> Tensor:
-        return gumbel_softmax(logits, temperature, hard=True, generator=generator)
+        return gumbel_softmax(q.logits, temperature, hard=True, generator=generator)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from vae.estimators.base import PathwiseEstimator
 from vae.gumbel import gumbel_softmax
@@ -22,6 +23,6 @@ class GumbelSoftmax(PathwiseEstimator):
     relaxes = True
 
     def sample(
-        self, logits: Tensor, temperature: float | None, generator: torch.Generator | None = None
+        self, q: Distribution, temperature: float | Tensor | None, generator: torch.Generator | None = None
     ) -> Tensor:
-        return gumbel_softmax(logits, temperature, generator=generator)
+        return gumbel_softmax(q.logits, temperature, generator=generator)

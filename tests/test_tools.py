@@ -1,0 +1,131 @@
+"""The tools speak train.py's language: data.root=, the checkpoint's own data by default, help that
+lists what the tool accepts; and the README's notebook snippet runs as pasted."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import write_torchvision_dataset
+
+import train
+import vae
+from conftest import REPO, compose_config
+
+TOOLS = ("vae.evaluate", "vae.sample", "vae.diagnose")
+
+
+def _tool(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"},
+    )
+
+
+@pytest.fixture(scope="module")
+def fashion_run(tmp_path_factory):
+    """A short run on Fashion-MNIST IDX files in torchvision's layout (FashionMNIST/raw/)."""
+    tmp_path = tmp_path_factory.mktemp("fashion")
+    write_torchvision_dataset(tmp_path / "data", "FashionMNIST", num_train=300, num_test=100)
+    overrides = [
+        f"data.root={tmp_path / 'data'}",
+        "data.val_size=50",
+        "logger=none",
+        "trainer.max_epochs=2",
+    ]
+    metrics = train.train(compose_config(overrides, tmp_path / "run", data=["data=fashion_mnist"]))
+    return tmp_path, Path(metrics["checkpoint"]), metrics
+
+
+def test_a_fashion_mnist_checkpoint_evaluates_from_the_checkpoint_alone(fashion_run):
+    tmp_path, ckpt, metrics = fashion_run
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _tool("vae.evaluate", f"ckpt_path={ckpt}", "k=5", "device=cpu", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((ckpt.parent / "eval.json").read_text())
+    assert evaluated["num_images"] == 100  # the FashionMNIST test file's images, not MNIST's
+    # The same test images as training's final test: the KL involves no sampling.
+    assert evaluated["test/kl"] == pytest.approx(metrics["test/kl"], rel=1e-4)
+    data = vae.load_data(ckpt)
+    assert data.dataset == "FashionMNIST" and data.test_images.shape == (100, 1, 28, 28)
+
+
+def test_the_tools_take_data_root_as_train_py_does(fashion_run):
+    tmp_path, ckpt, metrics = fashion_run
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "data", moved)
+    for module, extra in (
+        ("vae.evaluate", ["k=3", f"output={tmp_path / 'moved.json'}"]),
+        ("vae.sample", ["wandb=false"]),
+    ):
+        result = _tool(module, f"ckpt_path={ckpt}", f"data.root={moved}", "device=cpu", *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "moved.json").read_text())["test/kl"] == pytest.approx(
+        metrics["test/kl"], rel=1e-4
+    )
+    # A folder without the data: one message naming it and the key that fixes it.
+    result = _tool("vae.evaluate", f"ckpt_path={ckpt}", f"data.root={tmp_path / 'nowhere'}", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        str(tmp_path / "nowhere" / "FashionMNIST" / "raw") in result.stderr and "data.root=" in result.stderr
+    )
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("key", ["data.root", "+data.root"])
+def test_data_root_reaches_the_tool_however_hydra_is_given_it(fashion_run, key):
+    tmp_path, ckpt, _ = fashion_run
+    result = _tool("vae.evaluate", f"ckpt_path={ckpt}", f"{key}={tmp_path / 'nowhere'}", cwd=tmp_path)
+    assert result.returncode == 1 and str(tmp_path / "nowhere" / "FashionMNIST" / "raw") in result.stderr
+
+
+@pytest.mark.parametrize("module", TOOLS)
+def test_the_old_key_name_is_refused(module, tmp_path):
+    result = _tool(module, "ckpt_path=x.ckpt", "data_root=data", cwd=tmp_path)
+    assert result.returncode != 0 and "Key 'data_root' is not in struct" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("module", TOOLS)
+def test_help_lists_the_keys_the_tool_takes_and_not_train_py_groups(module, tmp_path):
+    result = _tool(module, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert f"python -m {module}" in result.stdout and "data:" in result.stdout and "root:" in result.stdout
+    assert "experiment:" not in result.stdout and "logger:" not in result.stdout
+    assert "callbacks" not in result.stdout
+
+
+def test_diagnose_prints_its_table_with_a_header(tmp_path):
+    result = _tool(
+        "vae.diagnose", "data=synthetic", "num_images=5", "num_draws=4", "chunk=4", "taus=[1.0]",
+        "estimators=[gumbel_softmax,reinforce_loo]", f"output_dir={tmp_path / 'out'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = lines.index(
+        "| estimator | τ | cosine | bias | rel_error | noise_floor | variance | rel_variance |"
+    )
+    assert lines[header + 2].startswith("| gumbel_softmax | 1 |")
+    assert lines[header + 3].startswith("| reinforce_loo | – |")
+
+
+def test_the_readme_notebook_snippet_runs_as_pasted(categorical_ckpt, capsys):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## A trained model in a notebook") :]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    path = re.search(r'"(runs/[^"]+\.ckpt)"', snippet).group(1)
+    exec(compile(snippet.replace(path, str(categorical_ckpt)), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.strip(), "the snippet prints what it computed"
+    model = vae.load(categorical_ckpt)
+    assert isinstance(model, torch.nn.Module) and not hasattr(model, "trainer")  # no Lightning in sight

@@ -1,0 +1,131 @@
+"""What every latent variable implements: the interface the model, the tools and the tests use.
+
+A latent turns the encoder's flat output (*batch, num_params) into q(z|x), gives the prior p(z),
+the KL between them, and the training estimate of E_q[cost(z)]; it also says what the pictures
+and the latent-health numbers mean for it. Code outside vae/latents/ never asks which latent it
+has: everything that differs between latents is a method here (as torch.distributions puts
+`rsample` and `enumerate_support` on the distribution).
+
+The distributions a latent returns follow torch.distributions (batch_shape (*batch,),
+event_shape the latent's `event_shape`), and their `sample(sample_shape, generator=None)` also
+takes a torch.Generator, so that evaluation can draw from noise of its own.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, kl_divergence
+
+from vae.validation import InvalidValue
+
+Cost = Callable[[Tensor], Tensor]  # z (*sample, *batch, *event) -> cost (*sample, *batch)
+
+# Latents with at most this many codes can be enumerated: the exact estimator, the exact NLL and
+# vae.diagnose's exact gradient sum over every code (2^14 codes, one decoder pass each).
+MAX_ENUMERATED_CODES = 2**14
+
+
+class Latent(nn.Module, ABC):
+    """Base class. Subclasses set num_params, code_size and event_shape in __init__."""
+
+    num_params: int  # encoder outputs per image
+    code_size: int  # decoder inputs per image: z flattened
+    event_shape: tuple[int, ...]  # the shape of one image's z
+    # The gradient estimators this latent can be trained with, by name ({} when it needs none).
+    estimators: ClassVar[dict[str, type]] = {}
+
+    # q(z|x), p(z), KL -------------------------------------------------------------------
+
+    @abstractmethod
+    def posterior(self, params: Tensor) -> Distribution:
+        """q(z|x) from the encoder's output (*batch, num_params): batch_shape (*batch,)."""
+
+    @abstractmethod
+    def prior(self) -> Distribution:
+        """p(z): batch_shape (), event_shape the latent's. Fixed, or with learned parameters."""
+
+    def kl(self, q: Distribution) -> Tensor:
+        """KL(q(z|x) || p(z)) per image, (*batch,), in closed form."""
+        return kl_divergence(q, self.prior())
+
+    # Training ---------------------------------------------------------------------------
+
+    @property
+    def uses_temperature(self) -> bool:
+        """Whether training reads a temperature tau (the training system then anneals one)."""
+        return False
+
+    @property
+    def relaxes(self) -> bool:
+        """Whether training follows the gradient of a relaxed z (at tau): evaluation then also
+        reports the relaxed ELBO, the objective such training optimizes."""
+        return False
+
+    @abstractmethod
+    def expected_cost(self, q: Distribution, cost: Cost, temperature: float | Tensor | None = None) -> Tensor:
+        """A per-image surrogate (*batch,) whose value estimates E_q[cost(z)] and whose gradient
+        is the latent's gradient estimate (reparameterization, or its estimator)."""
+
+    def relaxed_sample(
+        self, q: Distribution, temperature: float, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """A relaxed sample at temperature tau, (*batch, *event), for latents that have one."""
+        raise NotImplementedError(f"{type(self).__name__} has no relaxed sample")
+
+    # Enumeration ------------------------------------------------------------------------
+
+    @property
+    def num_codes(self) -> int | None:
+        """How many values z can take; None for a continuous latent."""
+        return None
+
+    @property
+    def can_enumerate(self) -> bool:
+        return self.num_codes is not None and self.num_codes <= MAX_ENUMERATED_CODES
+
+    def all_codes(self) -> Tensor:
+        """Every value of z, (num_codes, *event_shape), when there are at most MAX_ENUMERATED_CODES."""
+        if not self.can_enumerate:
+            raise InvalidValue("latent", self.describe(), self.enumeration_limit_message())
+        return self.prior().enumerate_support(expand=False)
+
+    def enumeration_limit_message(self) -> str:
+        if self.num_codes is None:
+            return "it is continuous: its codes cannot be enumerated"
+        return (
+            f"it has {self.num_codes:.3g} codes, more than the {MAX_ENUMERATED_CODES} that can be enumerated"
+        )
+
+    def describe(self) -> str:
+        """A short name for messages, e.g. '20x10 categorical'."""
+        return type(self).__name__
+
+    # Pictures and latent health ---------------------------------------------------------
+
+    @abstractmethod
+    def reconstruction_codes(self, q: Distribution, temperature: float | None = None) -> list[Tensor]:
+        """The codes a reconstruction picture decodes, one (*batch, *event) tensor per row."""
+
+    @abstractmethod
+    def coordinate_information(self, posteriors: Sequence[Distribution]) -> Tensor:
+        """(num_coordinates,) how much each latent coordinate carries about x, over the images
+        whose posteriors are given: what ranks the coordinates of a traversal."""
+
+    @abstractmethod
+    def traversal(self, q: Distribution, coordinate: int, steps: int) -> Tensor:
+        """For q of one image (batch_shape (1,)): codes (T, *event) that step one coordinate
+        through its values, the others held at their most likely value."""
+
+    @abstractmethod
+    def health(self, posteriors: Sequence[Distribution]) -> dict[str, Any]:
+        """Whether the latent is used, over the images whose posteriors are given:
+        {"latent/<name>": number or list}."""
+
+    def manifold(self, steps: int) -> Tensor | None:
+        """Codes (steps^2, *event) on a grid over a 2-D latent's prior, or None (no such picture)."""
+        return None

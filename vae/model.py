@@ -1,0 +1,118 @@
+"""The VAE as a plain nn.Module: encoder -> latent -> decoder, and its ELBO.
+
+    -ELBO(x) = -E_q(z|x)[log p(x|z)] + KL(q(z|x) || p(z))
+             =          recon        +        kl              (nats per image)
+
+with the analytic KL. Every number comes from three distributions a user also gets:
+`encode(x)` = q(z|x), `decode(z)` = p(x|z), `prior()` = p(z). In training, E_q[recon] and its
+gradient come from the latent (reparameterization, or its gradient estimator); in evaluation z is
+one exact sample of q(z|x) (one-hot for a categorical latent), so the reported -ELBO is the
+bound of the model that is evaluated.
+
+Nothing here knows Lightning, Hydra or W&B: vae.load returns this module, and the training
+system (vae/training.py) holds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Bernoulli, Distribution, Independent
+
+from vae.latents.base import Latent
+from vae.networks import MNIST_SHAPE
+
+
+class VAE(nn.Module):
+    """p(x|z) p(z) with the amortized posterior q(z|x).
+
+    Args:
+        latent: q(z|x), p(z), the KL and the training estimate (vae/latents/).
+        encoder: images (B, C, H, W) -> (B, latent.num_params).
+        decoder: (B, latent.code_size) -> Bernoulli logits (B, C, H, W).
+    """
+
+    def __init__(self, latent: Latent, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.latent = latent
+        self.encoder = encoder
+        self.decoder = decoder
+        # What vae.load sets from a checkpoint: the optimizer steps the weights have had, and the
+        # temperature tau at that step (None for latents without one), which relaxed samples use.
+        self.step = 0
+        self.tau: float | None = None
+
+    def encode(self, x: Tensor) -> Distribution:
+        """q(z|x) for binarized images x (B, C, H, W): batch_shape (B,)."""
+        return self.latent.posterior(self.encoder(x))
+
+    def decode(self, z: Tensor) -> Distribution:
+        """p(x|z), Bernoulli over pixels, for z (*batch, *event): batch_shape (*batch,)."""
+        batch_shape = z.shape[: z.dim() - len(self.latent.event_shape)]
+        logits = self.decoder(z.reshape(-1, self.latent.code_size)).float()  # (prod(batch), C, H, W)
+        logits = logits.view(*batch_shape, *logits.shape[1:])  # (*batch, C, H, W)
+        return Independent(Bernoulli(logits=logits, validate_args=False), 3)
+
+    def prior(self) -> Distribution:
+        """p(z)."""
+        return self.latent.prior()
+
+    def negative_elbo(self, x: Tensor, z: Tensor, q: Distribution) -> dict[str, Tensor]:
+        """Per-image recon = -log p(x|z), kl = KL(q || p(z)) and their sum, each (B,)."""
+        recon = -self.decode(z).log_prob(x)
+        kl = self.latent.kl(q)
+        return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+
+    def training_terms(self, x: Tensor, temperature: float | Tensor | None = None) -> dict[str, Tensor]:
+        """Per-image recon, kl and neg_elbo (B,) whose gradient is the training gradient.
+
+        recon is the latent's surrogate for E_q[-log p(x|z)]: its value is an estimate of that
+        expectation, its gradient the latent's estimate (vae/estimators/base.py).
+        """
+        q = self.encode(x)
+        recon = self.latent.expected_cost(q, lambda z: -self.decode(z).log_prob(x), temperature)
+        kl = self.latent.kl(q)
+        return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+
+    @torch.no_grad()
+    def evaluation_terms(
+        self, x: Tensor, temperature: float | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """What validation and test report, per image (B,): recon, kl and neg_elbo with one exact
+        z ~ q(z|x) drawn from `generator`, and neg_elbo_relaxed (the relaxed sample at tau) for
+        latents trained through a relaxation."""
+        q = self.encode(x)
+        terms = self.negative_elbo(x, q.sample(generator=generator), q)
+        if self.latent.relaxes and temperature is not None:
+            relaxed = self.latent.relaxed_sample(q, temperature, generator=generator)
+            terms["neg_elbo_relaxed"] = self.negative_elbo(x, relaxed, q)["neg_elbo"]
+        return terms
+
+
+def build_vae(
+    latent: str | type[Latent],
+    encoder: Callable[..., nn.Module],
+    decoder: Callable[..., nn.Module],
+    image_shape: Sequence[int] = MNIST_SHAPE,
+    **settings: Any,
+) -> VAE:
+    """A VAE from configs/model/*.yaml: the latent class (or its import path) built with
+    `settings`, and encoder and decoder blocks sized for it and for the data's image shape.
+
+    Args:
+        encoder: called as encoder(out_features=latent.num_params, image_shape=image_shape).
+        decoder: called as decoder(in_features=latent.code_size, image_shape=image_shape).
+    """
+    if isinstance(latent, str):
+        from hydra.utils import get_class
+
+        latent = get_class(latent)
+    built: Latent = latent(**settings)
+    return VAE(
+        built,
+        encoder(out_features=built.num_params, image_shape=tuple(image_shape)),
+        decoder(in_features=built.code_size, image_shape=tuple(image_shape)),
+    )
