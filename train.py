@@ -1,9 +1,9 @@
-"""Train a VAE: compose the config, build the objects, fit, test, write metrics.json.
+"""Train a VAE: compose the config, check and build everything, fit, test, write metrics.json.
 
 python train.py model=categorical
 python train.py model=gaussian trainer.max_epochs=3
 python train.py model=categorical model.estimator=st_gumbel tau=cosine seed=3
-python train.py <same overrides> ckpt_path=runs/.../checkpoints/last.ckpt   # resume
+python train.py <same overrides> ckpt_path=runs/.../checkpoints/last.ckpt   # resume, in that run's directory
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +19,37 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vae.checkpoint import CheckpointError, read_checkpoint
-from vae.config import ConfigError, build_model, call_checked, instantiate_node
+from vae.checkpoint import CheckpointError, read_checkpoint, run_config
+from vae.checks import check_optimizer, check_resume, check_run_keys, check_trainer, resolved_data_root
+from vae.config import ConfigError, build_model, call_checked, instantiate_node, resumed_run_dir
 from vae.console import quiet_library_noise
 from vae.data import BinarizedImages, DataError, TensorBatches
 from vae.evaluation import importance_weighted_means
 from vae.hardware import describe, drop_unusable_nvml_check
+from vae.loggers import previous_wandb_run_id
 from vae.model import VAE
 from vae.training import NonFiniteLossError, VAETraining
 from vae.validation import require_positive_float
+
+
+@dataclass
+class Run:
+    """A run checked and built, with nothing written yet."""
+
+    cfg: DictConfig
+    datamodule: BinarizedImages
+    system: VAETraining
+    trainer: L.Trainer
+    loggers: list[Logger]
+    output_dir: Path
 
 
 def _build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
@@ -44,11 +60,9 @@ def _build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
     them again: only then is a bad value reported under its own key
     (network.encoder.hidden_sizes=...) rather than under model.
     """
-    if not isinstance(cfg.compile, bool):
-        raise ConfigError(f"compile={cfg.compile!r} is not allowed: must be true or false")
-    iw = cfg.iw_samples
-    if not (isinstance(iw, int) and not isinstance(iw, bool) and iw >= 0):
-        raise ConfigError(f"iw_samples={iw!r} is not allowed: must be an integer >= 0 (0: off)")
+    check_run_keys(cfg)
+    check_optimizer(cfg)
+    check_trainer(cfg)
     clip = cfg.trainer.get("gradient_clip_val")
     if clip is not None:  # applied by VAETraining.training_step; reported under its own key here
         call_checked("trainer", require_positive_float, "gradient_clip_val", clip)
@@ -68,6 +82,10 @@ def _build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
         gradient_clip_val=clip,
         evaluation_seed=cfg.seed,
     )
+    try:  # torch checks the optimizer's other settings (betas, eps, ...) when it is built
+        system.optimizer_factory(system.parameters())
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"optimizer: {e}") from None
     if cfg.ckpt_path is not None:
         try:
             checkpoint = read_checkpoint(cfg.ckpt_path)
@@ -76,7 +94,60 @@ def _build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
         data_state = checkpoint.get(type(datamodule).__qualname__)
         if data_state is not None:
             call_checked("data", datamodule.load_state_dict, data_state)
+        shapes = {f"model.{k}": v.shape for k, v in model.state_dict().items()}
+        mismatched = [k for k, v in checkpoint["state_dict"].items() if shapes.get(k, v.shape) != v.shape]
+        check_resume(cfg, run_config(checkpoint), mismatched)
     return datamodule, system
+
+
+def _refuse_to_overwrite(output_dir: Path, ckpt_path: str | None) -> None:
+    """A run never writes into a directory that holds another run's results; resuming one of the
+    directory's own checkpoints continues that run there."""
+    if ckpt_path is not None and resumed_run_dir(ckpt_path) == output_dir.resolve():
+        return
+    taken = [name for name in ("checkpoints", "metrics.json") if (output_dir / name).exists()]
+    if taken:
+        raise ConfigError(
+            f"paths.output_dir={str(output_dir)!r} already holds {' and '.join(taken)} of another"
+            " run; choose a new directory (hydra.run.dir=...) to keep them intact"
+        )
+
+
+def _build_trainer(cfg: DictConfig, loggers: list[Logger], callbacks: list[L.Callback]) -> L.Trainer:
+    # The model clips gradients itself (VAETraining makes its own optimizer step) and took
+    # trainer.gradient_clip_val above; Lightning refuses the setting then.
+    try:
+        return instantiate_node(
+            cfg, "trainer", logger=loggers or False, callbacks=callbacks, gradient_clip_val=None
+        )
+    except InstantiationException as e:  # Lightning's own checks (accelerator, precision, ...)
+        reason = str(e.__cause__ or e).strip().splitlines()[0]
+        raise ConfigError(f"trainer: {reason}") from None
+
+
+def prepare(cfg: DictConfig) -> Run:
+    """Check every setting and build every object, the data on disk; nothing is written."""
+    quiet_library_noise()
+    check_run_keys(cfg)  # the seed first: it is used right below
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
+    torch.set_flush_denormal(cfg.flush_denormal)  # a no-op where the CPU cannot
+    drop_unusable_nvml_check()  # a cost every optimizer step on CUDA builds without a driver
+    output_dir = Path(cfg.paths.output_dir)
+    with open_dict(cfg):
+        cfg.data.root = resolved_data_root(cfg)
+        wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+        if wandb_cfg is not None and wandb_cfg.get("id") is None:  # a resumed run logs on to its W&B run
+            wandb_cfg.id = previous_wandb_run_id(output_dir)
+    if rank_zero_only.rank == 0:  # under DDP, train.py runs once per process; the first writes
+        _refuse_to_overwrite(output_dir, cfg.ckpt_path)
+    datamodule, system = _build_checked(cfg)
+    if cfg.compile:
+        system.compile_training()
+    loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
+    callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]
+    trainer = _build_trainer(cfg, loggers, callbacks)
+    datamodule.prepare_data()  # the data on disk (or downloaded) before a run directory is written
+    return Run(cfg, datamodule, system, trainer, loggers, output_dir)
 
 
 def _importance_weighted_test(model: VAE, datamodule: BinarizedImages, k: int, seed: int) -> dict[str, float]:
@@ -99,51 +170,20 @@ def _hardware(trainer: L.Trainer) -> str:
     return devices + describe(cuda=isinstance(trainer.accelerator, CUDAAccelerator))
 
 
-def _refuse_to_overwrite(output_dir: Path) -> None:
-    """A run never writes into a directory that already holds another run's results."""
-    taken = [name for name in ("checkpoints", "metrics.json") if (output_dir / name).exists()]
-    if taken:
-        raise ConfigError(
-            f"paths.output_dir={str(output_dir)!r} already holds {' and '.join(taken)} of another"
-            " run; choose a new directory (hydra.run.dir=...) to keep them intact"
-        )
-
-
-def train(cfg: DictConfig) -> dict[str, Any]:
+def fit_and_test(run: Run) -> dict[str, Any]:
     """Fit, then evaluate the best checkpoint; returns (and writes) the final metrics."""
-    quiet_library_noise()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are drawn
-    torch.set_flush_denormal(cfg.flush_denormal)  # a no-op where the CPU cannot
-    drop_unusable_nvml_check()  # a cost every optimizer step on CUDA builds without a driver
-    with open_dict(cfg):  # recorded as an absolute path: the tools find the data from anywhere
-        cfg.data.root = str(Path(cfg.data.root).resolve())
-    datamodule, system = _build_checked(cfg)
-    if cfg.compile:
-        system.compile_training()
-    # Under DDP, train.py runs once per process; only the first writes the run's files.
-    is_first_process = rank_zero_only.rank == 0
-    output_dir = Path(cfg.paths.output_dir)
-    if is_first_process:
-        _refuse_to_overwrite(output_dir)
-    datamodule.prepare_data()  # the data on disk (or downloaded) before a run directory exists
-
+    cfg, datamodule, system, trainer, loggers, output_dir = (
+        run.cfg, run.datamodule, run.system, run.trainer, run.loggers, run.output_dir,
+    )  # fmt: skip
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    if is_first_process:
+    if rank_zero_only.rank == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
         print(f"Run directory: {output_dir.resolve()}", flush=True)
         OmegaConf.save(resolved, output_dir / "config.yaml")
     system.run_config = resolved  # in every checkpoint: the tools rebuild model and data from it
-
-    loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
-    callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]
-    # The model clips gradients itself (it makes its own optimizer step, VAE.training_step) and
-    # took trainer.gradient_clip_val through its config; Lightning refuses the setting then.
-    trainer: L.Trainer = instantiate_node(
-        cfg, "trainer", logger=loggers or False, callbacks=callbacks, gradient_clip_val=None
-    )
     try:
+        for logger in loggers:
+            logger.log_hyperparams(resolved)
         trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
@@ -176,7 +216,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """prepare, then fit_and_test: what `python train.py` runs, for code that has a composed config."""
+    return fit_and_test(prepare(cfg))
+
+
 EXPECTED_FAILURES = (ConfigError, DataError, NonFiniteLossError)
+
+
+def _write_hydra_record(output_dir: Path, task_cfg: dict[str, Any]) -> None:
+    """.hydra/ in the run directory (the composed config, Hydra's config, the overrides), written
+    here rather than by Hydra (hydra.output_subdir: null) so that a directory a run is refused
+    is left exactly as it was."""
+    hydra_cfg = HydraConfig.get()
+    folder = output_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(task_cfg, folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
+    OmegaConf.save(hydra_cfg.overrides.task, folder / "overrides.yaml")
 
 
 def _record_failure(output_dir: Path, error: BaseException) -> None:
@@ -194,15 +251,21 @@ def _record_failure(output_dir: Path, error: BaseException) -> None:
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    output_dir = Path(cfg.paths.output_dir)
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
     if sweeping and wandb_cfg is not None and wandb_cfg.get("group") is None:
         with open_dict(cfg):  # one W&B group per sweep, named after the sweep directory
             wandb_cfg.group = Path(hydra_cfg.sweep.dir).name
+    task_cfg = OmegaConf.to_container(cfg)  # as composed, before prepare() fills in anything
     try:
-        train(cfg)
+        run = prepare(cfg)
+        if rank_zero_only.rank == 0:
+            _write_hydra_record(output_dir, task_cfg)
+        fit_and_test(run)
     except Exception as e:
         if sweeping:  # record the failure and let the other jobs of the sweep run
-            _record_failure(Path(cfg.paths.output_dir), e)
+            _write_hydra_record(output_dir, task_cfg)
+            _record_failure(output_dir, e)
             print(f"error: job {hydra_cfg.job.num} failed: {type(e).__name__}: {e}", file=sys.stderr)
             return
         if isinstance(e, EXPECTED_FAILURES):  # one clear message on stderr, not a traceback

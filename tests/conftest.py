@@ -43,6 +43,13 @@ def _wandb_offline(monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a train.py or tool subprocess: this one's, without the address of the W&B
+    service that in-process tests may have started (a child would share its runs), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", **extra}
+
+
 def compose_config(overrides: list[str], output_dir: Path, data: list[str] = SYNTHETIC) -> DictConfig:
     """train.yaml with `overrides` after `data`, writing to output_dir."""
     return compose_train_config([*data, "callbacks.progress_bar.refresh_rate=0", *overrides], output_dir)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import train
+from conftest import child_env
 from vae.config import ConfigError, instantiate_node
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,6 +109,7 @@ def _cli(*overrides: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=300,
+        env=child_env(),
     )
 
 

@@ -128,8 +128,14 @@ def test_binarized_mnist_reads_its_three_amat_files_as_they_are(tmp_path):
 def test_a_truncated_or_foreign_amat_file_is_named(tmp_path):
     raw = write_binarized_mnist(tmp_path)
     path = raw / "binarized_mnist_test.amat"
-    path.write_text(path.read_text()[:-100])  # cut inside the last line
-    with pytest.raises(DataError, match="binarized_mnist_test.amat: .* not 784 per line: truncated"):
+    text = path.read_text()
+    path.write_text(text[:-100])  # cut inside the last line: caught before any work
+    with pytest.raises(
+        DataError, match="binarized_mnist_test.amat: does not end with a whole line: truncated"
+    ):
+        BinarizedMNIST(root=str(tmp_path)).prepare_data()
+    path.write_text(text.splitlines()[0][:-2] + "\n")  # whole lines of the wrong length: caught on reading
+    with pytest.raises(DataError, match="binarized_mnist_test.amat: 783 values on 1 lines, not 784 per line"):
         BinarizedMNIST(root=str(tmp_path)).setup()
     path.write_text("0.5 0.25\n")
     with pytest.raises(DataError, match="values other than 0 and 1"):
@@ -172,14 +178,17 @@ def test_truncated_idx_files_are_named(tmp_path):
     raw = write_torchvision_dataset(tmp_path, "FashionMNIST")
     images = raw / "t10k-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:5000])
-    with pytest.raises(DataError, match="the test images of FashionMNIST could not be read.*truncated"):
-        TorchvisionImages(dataset="FashionMNIST", root=str(tmp_path), val_size=50).setup()
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: 5000 bytes where its header promises 78416"):
+        TorchvisionImages(dataset="FashionMNIST", root=str(tmp_path), val_size=50).prepare_data()
+    images.write_bytes(b"not an IDX file")
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: not an IDX file"):
+        TorchvisionImages(dataset="FashionMNIST", root=str(tmp_path), val_size=50).prepare_data()
 
 
 def test_more_validation_images_than_the_files_hold_is_named(tmp_path):
     write_torchvision_dataset(tmp_path, "MNIST", num_train=300)
     with pytest.raises(DataError, match="data.val_size=5000 is not allowed: .* holds 300 training images"):
-        TorchvisionImages(root=str(tmp_path)).setup()
+        TorchvisionImages(root=str(tmp_path)).prepare_data()
 
 
 # The real MNIST ---------------------------------------------------------------------------------
@@ -197,3 +206,23 @@ def test_the_real_mnist_split_sizes_and_the_official_test_set(mnist_root):
     assert (data.test_images[official == 255] == 1).all()
     grey = (official > 50) & (official < 200)
     assert 0.2 < data.test_images[grey].mean() < 0.8
+
+
+def test_a_loader_resumed_mid_epoch_hands_out_the_rest_of_that_epoch():
+    images = torch.rand(1000, 1, 2, 2)
+    loader = TensorBatches(images, 64, shuffle=True, binarize_each_time=True, seed=4)
+    loader.set_epoch(2)
+    whole = list(loader)
+    batches = iter(loader)
+    for _ in range(5):
+        next(batches)
+    state = loader.state_dict()
+    assert state == {"epoch": 2, "batches": 5}
+    resumed = TensorBatches(images, 64, shuffle=True, binarize_each_time=True, seed=4)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)
+    rest = list(resumed)
+    assert len(rest) == len(whole) - 5 and all(
+        torch.equal(a, b) for a, b in zip(rest, whole[5:], strict=True)
+    )
+    assert len(list(resumed)) == len(whole)  # the next pass is a whole epoch again

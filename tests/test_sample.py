@@ -53,9 +53,11 @@ def test_categorical_pictures(categorical_ckpt, test_images):
     # The rows, recomputed independently: the test digits, then decode(z).mean for a one-hot
     # z ~ q(z|x) drawn with the same seed.
     model = vae.load(categorical_ckpt)
-    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)  # the tool's seed=0
     with torch.no_grad():
-        expected = model.decode(model.encode(test_images[:16]).sample()).mean  # (16, 1, 28, 28)
+        expected = model.decode(
+            model.encode(test_images[:16]).sample(generator=generator)
+        ).mean  # (16, 1, 28, 28)
 
     def as_uint8(t: torch.Tensor) -> np.ndarray:
         return t.mul(255).round().squeeze(1).to(torch.uint8).numpy()
@@ -87,7 +89,8 @@ def test_categorical_pictures(categorical_ckpt, test_images):
                 z = code.expand(10, -1, -1).clone()
                 z[:, n] = torch.eye(10)
                 assert np.abs(rows[i, j].astype(int) - as_uint8(model.decode(z).mean)).max() <= 1
-    assert len({row.tobytes() for row in rows.reshape(16, -1)}) == 16
+    # The most informative variable changes the picture: its K classes do not all decode alike.
+    assert all(len({image.tobytes() for image in rows[i, 0]}) > 1 for i in range(4))
 
 
 def test_gaussian_2d_pictures_include_the_manifold(train_checkpoint, tmp_path):

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 import vae
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS, REPO, child_env
 from vae.report import collect, report, summarize
 from vae.wandb_records import read_records
 
@@ -29,6 +29,7 @@ def _train_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=child_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result

@@ -2,7 +2,6 @@
 lists what the tool accepts; and the README's notebook snippet runs as pasted."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,7 +14,8 @@ from datasets import write_torchvision_dataset
 
 import train
 import vae
-from conftest import REPO, compose_config
+from conftest import REPO, child_env, compose_config
+from vae.evaluate import evaluation_path
 
 TOOLS = ("vae.evaluate", "vae.sample", "vae.diagnose")
 
@@ -27,7 +27,7 @@ def _tool(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"},
+        env=child_env(),
     )
 
 
@@ -52,7 +52,7 @@ def test_a_fashion_mnist_checkpoint_evaluates_from_the_checkpoint_alone(fashion_
     elsewhere.mkdir()
     result = _tool("vae.evaluate", f"ckpt_path={ckpt}", "k=5", "device=cpu", cwd=elsewhere)
     assert result.returncode == 0, result.stderr
-    evaluated = json.loads((ckpt.parent / "eval.json").read_text())
+    evaluated = json.loads(evaluation_path(ckpt, 5).read_text())
     assert evaluated["num_images"] == 100  # the FashionMNIST test file's images, not MNIST's
     # The same test images as training's final test: the KL involves no sampling.
     assert evaluated["test/kl"] == pytest.approx(metrics["test/kl"], rel=1e-4)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -44,9 +45,13 @@ class ImageGrids(L.Callback):
         if datamodule is None or datamodule.test_images is None:
             return
         x = datamodule.test_images[: self.num_digits]  # (D, C, H, W)
+        # The same noise every epoch, from a generator of its own: pictures compare across epochs,
+        # and drawing them leaves the training's random stream alone.
+        generator = torch.Generator(x.device).manual_seed(0)
+        model = pl_module.model
         grids = {
-            "reconstructions": reconstruction_grid(pl_module.model, x, pl_module.tau),
-            "prior_samples": prior_sample_grid(pl_module.model, self.num_samples),
+            "reconstructions": reconstruction_grid(model, x, pl_module.tau, generator=generator),
+            "prior_samples": prior_sample_grid(model, self.num_samples, generator=generator),
         }
         image_dir = self.output_dir / "images"
         image_dir.mkdir(parents=True, exist_ok=True)

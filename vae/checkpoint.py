@@ -31,16 +31,28 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: an empty file, not a checkpoint")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
-        ) from None
+        raise CheckpointError(f"{path}: {_unreadable(e)}") from None
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a checkpoint of this project (no '{CONFIG_KEY}' key)")
     return upgrade_checkpoint(checkpoint)
+
+
+def _unreadable(error: Exception) -> str:
+    """Why torch.load refused a file, in a line (torch's own messages run to a page)."""
+    message = str(error)
+    if "Unsupported global" in message:
+        return (
+            "holds Python objects besides tensors and plain data, as no checkpoint of this project"
+            " does (torch.load(weights_only=True) refuses to run them): not a checkpoint of this project"
+        )
+    if "PytorchStreamReader" in message or "inline_container" in message:
+        return "a damaged PyTorch checkpoint archive (truncated or corrupt); use another checkpoint"
+    return "not a readable checkpoint (truncated, corrupt, or another kind of file)"
 
 
 def run_config(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,25 @@ T = TypeVar("T")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
+def resumed_run_dir(ckpt_path: str | Path | None) -> Path | None:
+    """The run directory a checkpoint belongs to (<run>/checkpoints/x.ckpt, the run's config.yaml
+    beside checkpoints/), or None for a checkpoint outside any run directory."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path).expanduser().resolve()
+    run = path.parent.parent
+    return run if path.parent.name == "checkpoints" and (run / "config.yaml").is_file() else None
+
+
+def _run_dir(ckpt_path: str | None, new_run_dir: str) -> str:
+    """hydra.run.dir: a resumed run continues in its own directory; any other run gets a new one."""
+    resumed = resumed_run_dir(ckpt_path)
+    return new_run_dir if resumed is None else str(resumed)
+
+
+OmegaConf.register_new_resolver("run_dir", _run_dir, replace=True)
+
+
 class ConfigError(ValueError):
     """A config value outside what is allowed, caught before any work starts."""
 

@@ -1,9 +1,10 @@
 """What a routine run prints: nothing a user cannot act on.
 
-Two messages come from the libraries on every run and ask nothing of the user: Lightning's
-advertisement for its cloud logger, and a deprecation that Lightning's own code triggers in
-torch (torch.utils._pytree.LeafSpec). Both are dropped by their exact text; every other warning
-and message goes through.
+Some messages come from the libraries and ask nothing of the user: Lightning's advertisement for
+its cloud logger, a deprecation that Lightning's own code triggers in torch
+(torch.utils._pytree.LeafSpec), and, on a resume into another directory, Lightning's note that
+it keeps the previous directory's best checkpoint (which VAETraining makes it forget). They are
+dropped by their exact text; every other warning and message goes through.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 
 LIGHTNING_TIP = "💡 Tip:"
 LIGHTNING_PYTREE_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+LIGHTNING_DIRPATH_CHANGED = r"The dirpath has changed from .* Only `best_model_path` will be reloaded"
 
 
 class _DropLightningTip(logging.Filter):
@@ -26,3 +28,4 @@ def quiet_library_noise() -> None:
     if not any(isinstance(f, _DropLightningTip) for f in logger.filters):
         logger.addFilter(_DropLightningTip())
     warnings.filterwarnings("ignore", message=LIGHTNING_PYTREE_DEPRECATION)
+    warnings.filterwarnings("ignore", message=LIGHTNING_DIRPATH_CHANGED)

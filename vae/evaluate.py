@@ -2,8 +2,9 @@
 
 On the test set of the data the checkpoint was trained on, binarized as in training (the data's
 config is in the checkpoint): -ELBO, the importance-weighted bound with k samples, the exact NLL
-for latents small enough to enumerate, and latent health (vae/evaluation.py). Writes eval.json
-beside the checkpoint and prints a table.
+for latents small enough to enumerate, and latent health (vae/evaluation.py). Writes
+<checkpoint>.eval-k<k>.json beside the checkpoint (one file per checkpoint and k, so a quick k = 10
+check never replaces a k = 1000 evaluation) and prints a table.
 """
 
 from __future__ import annotations
@@ -43,12 +44,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         global_step=model.step,
         tau=model.tau,
     )
-    output = Path(cfg.output) if cfg.output else Path(cfg.ckpt_path).resolve().parent / "eval.json"
+    output = Path(cfg.output) if cfg.output else evaluation_path(cfg.ckpt_path, cfg.k)
     partial = output.with_suffix(".json.partial")
     partial.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(partial, output)  # never leave a half-written eval.json
+    os.replace(partial, output)  # never leave a half-written file
     _print_table(results, output)
     return results
+
+
+def evaluation_path(ckpt_path: str | Path, k: int) -> Path:
+    """Where vae.evaluate writes the numbers of a checkpoint at k: <name>.eval-k<k>.json beside it."""
+    ckpt = Path(ckpt_path).resolve()
+    return ckpt.with_name(f"{ckpt.stem}.eval-k{k}.json")
 
 
 def _print_table(results: dict[str, Any], output: Path) -> None:

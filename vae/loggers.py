@@ -1,4 +1,5 @@
-"""Weights & Biases that never prompts and never needs the network.
+"""The loggers: Weights & Biases that never prompts and never needs the network, and a CSV log
+that a resumed run appends to.
 
 mode="auto" (the default) logs online when credentials are present (WANDB_API_KEY, ~/.netrc
 from `wandb login`), and offline otherwise; a WANDB_MODE set in the environment wins. Offline
@@ -7,10 +8,13 @@ runs are written under the run directory and can be uploaded later with `wandb s
 
 from __future__ import annotations
 
+import csv
 import os
+import warnings
+from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from vae.validation import require
 
@@ -43,3 +47,29 @@ def wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
     if logger._wandb_init.get("anonymous", "set") is None:
         del logger._wandb_init["anonymous"]
     return logger
+
+
+def previous_wandb_run_id(run_dir: Path) -> str | None:
+    """The id of the W&B run logged in run_dir (wandb/[offline-]run-<time>-<id>/), or None."""
+    runs = sorted((run_dir / "wandb").glob("*run-*-*"), key=lambda p: p.name.split("run-", 1)[1])
+    return runs[-1].name.rsplit("-", 1)[1] if runs else None
+
+
+class AppendingCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, except that a run resumed in its own directory appends to the
+    metrics.csv it finds, keeping its rows and columns (Lightning's writer deletes the file)."""
+
+    @property
+    def experiment(self):  # noqa: ANN201 (Lightning's ExperimentWriter)
+        if self._experiment is not None:
+            return self._experiment
+        existing = Path(self.log_dir) / "metrics.csv"
+        kept = existing.read_bytes() if existing.is_file() else None
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*exists and is not empty")
+            writer = super().experiment
+        if kept is not None:
+            existing.write_bytes(kept)
+            with open(existing, newline="") as f:
+                writer.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+        return writer

@@ -25,12 +25,18 @@ def _decoded_mean(model: VAE, z: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def reconstruction_grid(model: VAE, x: Tensor, tau: float | None = None, per_row: int = 8) -> Tensor:
+def reconstruction_grid(
+    model: VAE,
+    x: Tensor,
+    tau: float | None = None,
+    per_row: int = 8,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Blocks of `per_row` test digits, each block a row of digits above rows of reconstructions:
     one row per code the latent reconstructs from (Latent.reconstruction_codes: the posterior
     mean of a Gaussian; a one-hot sample of a categorical, and its relaxed sample at tau)."""
     q = model.encode(x)
-    rows = [_decoded_mean(model, z) for z in model.latent.reconstruction_codes(q, tau)]
+    rows = [_decoded_mean(model, z) for z in model.latent.reconstruction_codes(q, tau, generator)]
     blocks = []
     for start in range(0, len(x), per_row):
         part = slice(start, start + per_row)

@@ -46,10 +46,10 @@ def make_pictures(cfg: DictConfig) -> dict[str, Path]:
     require_positive_ints(cfg, COUNT_KEYS)
     model, test = load_model_and_test_set(cfg)
 
-    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(test.device).manual_seed(cfg.seed)
     grids = {
-        "reconstructions": reconstruction_grid(model, test[: cfg.num_digits], model.tau),
-        "prior_samples": prior_sample_grid(model, cfg.num_samples),
+        "reconstructions": reconstruction_grid(model, test[: cfg.num_digits], model.tau, generator=generator),
+        "prior_samples": prior_sample_grid(model, cfg.num_samples, generator=generator),
         "traversals": traversal_grid(
             model,
             test[: cfg.traversal_digits],

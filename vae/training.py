@@ -14,11 +14,13 @@ backward, optional gradient clipping, step. Lightning's automatic gradient accum
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 
 from vae.checkpoint import CONFIG_KEY, upgrade_checkpoint
@@ -82,6 +84,8 @@ class VAETraining(L.LightningModule):
         # How often a non-finite loss is looked for with a host sync (see _check_finite).
         self.finite_check_every_n_steps: int | None = None
         self._first_nonfinite_step: Tensor | None = None
+        # The random states a resumed run continues from (on_load_checkpoint -> on_train_start).
+        self._resumed_random_state: dict[str, Any] | None = None
 
     # tau --------------------------------------------------------------------------------
 
@@ -173,6 +177,11 @@ class VAETraining(L.LightningModule):
         )
 
     def on_train_start(self) -> None:
+        if self._resumed_random_state is not None:
+            # Here, after Lightning has restored everything and just before the first step: the
+            # training noise continues exactly where the checkpoint left it.
+            set_random_state(self._resumed_random_state)
+            self._resumed_random_state = None
         self.weights_step = self.global_step
         if self.finite_check_every_n_steps is None:
             self.finite_check_every_n_steps = 1 if self.device.type == "cpu" else 50
@@ -211,11 +220,52 @@ class VAETraining(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint[CONFIG_KEY] = self.run_config
+        # Every random stream training draws from that the checkpoint does not otherwise fix (the
+        # data order and binarization are seeded per epoch; evaluation has its own generator).
+        checkpoint[RANDOM_STATE_KEY] = random_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         upgrade_checkpoint(checkpoint)  # one written by an earlier version of this project
         self.weights_step = checkpoint["global_step"]
+        self._resumed_random_state = checkpoint.get(RANDOM_STATE_KEY)
         _count_automatic_steps_as_manual(checkpoint)
+        if self._trainer is not None and isinstance(self.trainer.checkpoint_callback, ModelCheckpoint):
+            _forget_best_checkpoints_elsewhere(checkpoint, self.trainer.checkpoint_callback.dirpath)
+
+
+def _forget_best_checkpoints_elsewhere(checkpoint: dict[str, Any], dirpath: str | None) -> None:
+    """A run resumed into another directory tracks its best checkpoint there, from scratch.
+
+    Lightning restores the best checkpoint's path even when the checkpoint directory changed, so
+    the resumed run's final validation and test could load a file of the previous run's folder.
+    Called before Lightning restores the callbacks' states from the dict.
+    """
+    for key, state in checkpoint.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and dirpath is not None and state.get("dirpath") != dirpath:
+            state.update(best_model_path="", best_model_score=None, kth_best_model_path="", best_k_models={})
+            state.update(last_model_path="", kth_value=None)
+
+
+RANDOM_STATE_KEY = "random_state"
+
+
+def random_state() -> dict[str, Any]:
+    """The global random states of torch (CPU and every CUDA device) and Python, as plain data
+    that torch.load(weights_only=True) reads back."""
+    version, state, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "torch.cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [version, list(state), gauss],
+    }
+
+
+def set_random_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["torch.cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["torch.cuda"])
+    version, python_state, gauss = state["python"]
+    random.setstate((version, tuple(python_state), gauss))
 
 
 def _count_automatic_steps_as_manual(checkpoint: dict[str, Any]) -> None:

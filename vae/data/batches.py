@@ -45,9 +45,20 @@ class TensorBatches:
         # from anything that has a sampler.
         self.sampler, self.batch_sampler = self, None
         self._generator = torch.Generator(device=images.device)
+        self._yielded = 0  # batches of the current epoch handed out so far
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches already trained on)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    # Lightning saves a loader's state_dict in every checkpoint and hands it back on resume (it
+    # fetches no batch ahead of a loader with a length), so a run resumed from a checkpoint written
+    # mid-epoch continues with the epoch's next batch, the same as an uninterrupted run.
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (state["epoch"], state["batches"])
 
     def __len__(self) -> int:
         n = len(self.images)
@@ -65,11 +76,20 @@ class TensorBatches:
             order = torch.arange(n, device=device)
         if self.shuffle and n % self.world_size:
             order = torch.cat([order, order[: self.world_size - n % self.world_size]])
-        for batch in order[self.rank :: self.world_size].split(self.batch_size):
+        skip = 0
+        if self._resume_at is not None:
+            epoch, skip = self._resume_at
+            skip = skip if epoch == self.epoch else 0
+            self._resume_at = None
+        self._yielded = 0
+        for index, batch in enumerate(order[self.rank :: self.world_size].split(self.batch_size)):
             x = self.images[batch]  # (B, C, H, W)
             if self.binarize_each_time:
                 # x ~ Bernoulli(p) drawn as u < p, u ~ U[0, 1): the same distribution as
-                # torch.bernoulli, and faster on a CPU.
+                # torch.bernoulli, and faster on a CPU. Drawn for skipped batches too, so that the
+                # batches after them get the same draws as in an uninterrupted epoch.
                 u = torch.rand(x.shape, dtype=x.dtype, device=device, generator=self._generator)
                 x = u.lt_(x)  # (B, C, H, W), 0. or 1.
-            yield x
+            self._yielded = index + 1
+            if index >= skip:
+                yield x

@@ -62,9 +62,24 @@ class BinarizedMNIST(BinarizedImages):
         return Path(self.root) / "BinarizedMNIST" / "raw"
 
     def prepare_data(self) -> None:
+        """Download the files that are missing; a clear error if that is impossible, or if a file
+        does not end with a whole line (a truncated download; reading checks every value)."""
         missing = [s for s in SPLITS if not (self.raw_folder / amat_file(s)).exists()]
-        if not missing:
-            return
+        if missing:
+            self._download(missing)
+        for split in SPLITS:
+            path = self.raw_folder / amat_file(split)
+            with open(path, "rb") as f:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(size - 1, 0))
+                whole = size > 0 and f.read(1) == b"\n"
+            if not whole:
+                raise DataError(
+                    f"{path.resolve()}: does not end with a whole line: truncated, download it again"
+                )
+
+    def _download(self, missing: list[str]) -> None:
         error: Exception | None = None
         if self.download:
             created = None if self.raw_folder.exists() else self.raw_folder

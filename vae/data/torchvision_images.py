@@ -8,7 +8,9 @@ allows. The training images are split by a seeded permutation (`split_seed`) int
 
 from __future__ import annotations
 
+import math
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +66,19 @@ class TorchvisionImages(BinarizedImages):
         return [Path(name).stem for name, _ in _dataset_class(self.dataset).resources]  # drop .gz
 
     def prepare_data(self) -> None:
-        """Download the dataset if it is not on disk; a clear error if that is impossible."""
-        if all((self.raw_folder / name).exists() for name in self.files):
-            return
+        """Download the dataset if it is not on disk; a clear error if that is impossible, or if a
+        file is truncated or holds too few training images for val_size."""
+        if not all((self.raw_folder / name).exists() for name in self.files):
+            self._download()
+        counts = {name: _idx_count(self.raw_folder / name) for name in self.files}
+        num_train = counts[self.files[0]]  # train-images-idx3-ubyte
+        if self.val_size >= num_train:
+            raise DataError(
+                f"data.val_size={self.val_size} is not allowed: {self.raw_folder.resolve()} holds"
+                f" {num_train} training images; use fewer"
+            )
+
+    def _download(self) -> None:
         error: Exception | None = None
         if self.download:
             created = _first_missing_folder(self.raw_folder)
@@ -102,11 +114,6 @@ class TorchvisionImages(BinarizedImages):
         # (N, 28, 28) uint8 -> (N, 1, 28, 28) float intensities in [0, 1]
         train = self._read(train=True).unsqueeze(1).to(device, torch.float32) / 255
         test = self._read(train=False).unsqueeze(1).to(device, torch.float32) / 255
-        if self.val_size >= len(train):
-            raise DataError(
-                f"data.val_size={self.val_size} is not allowed: {self.raw_folder.resolve()} holds"
-                f" {len(train)} training images; use fewer"
-            )
         train_indices, val_indices = (i.to(device) for i in self.split_indices(len(train)))
         return train[train_indices], train[val_indices], test
 
@@ -131,3 +138,22 @@ def _first_missing_folder(folder: Path) -> Path | None:
             break
         missing = path
     return missing
+
+
+def _idx_count(path: Path) -> int:
+    """The number of items an IDX file (LeCun's format) declares, after checking that the file is
+    as long as its header says: a truncated download is caught before any work."""
+    with open(path, "rb") as f:
+        header = f.read(4)
+        if len(header) < 4 or header[:2] != b"\0\0" or header[2] != 0x08:
+            raise DataError(f"{path.resolve()}: not an IDX file of unsigned bytes; download it again")
+        ndim = header[3]
+        dims = struct.unpack(f">{ndim}I", f.read(4 * ndim)) if ndim else ()
+    expected = 4 + 4 * ndim + math.prod(dims)
+    actual = path.stat().st_size
+    if len(dims) != ndim or actual != expected:
+        raise DataError(
+            f"{path.resolve()}: {actual} bytes where its header promises {expected}: truncated or"
+            " corrupt, download it again"
+        )
+    return dims[0]

@@ -118,3 +118,5 @@ def build_estimator(
         return available[name](**settings)
     except TypeError as e:  # an unknown setting
         raise InvalidValue("estimator", spec, f"{name} takes no such setting ({e})") from None
+    except InvalidValue as e:  # a setting's value, named under the estimator
+        raise InvalidValue(f"estimator.{e.name}", e.value, e.allowed) from None

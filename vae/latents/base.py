@@ -108,7 +108,9 @@ class Latent(nn.Module, ABC):
     # Pictures and latent health ---------------------------------------------------------
 
     @abstractmethod
-    def reconstruction_codes(self, q: Distribution, temperature: float | None = None) -> list[Tensor]:
+    def reconstruction_codes(
+        self, q: Distribution, temperature: float | None = None, generator: torch.Generator | None = None
+    ) -> list[Tensor]:
         """The codes a reconstruction picture decodes, one (*batch, *event) tensor per row."""
 
     @abstractmethod

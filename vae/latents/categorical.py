@@ -145,12 +145,14 @@ class CategoricalLatent(Latent):
 
     # Pictures and latent health ---------------------------------------------------------
 
-    def reconstruction_codes(self, q: Distribution, temperature: float | None = None) -> list[Tensor]:
+    def reconstruction_codes(
+        self, q: Distribution, temperature: float | None = None, generator: torch.Generator | None = None
+    ) -> list[Tensor]:
         """A one-hot z ~ q(z|x) (the model that is evaluated) and, given tau, the relaxed
         sample at tau beneath it."""
-        codes = [q.sample()]
+        codes = [q.sample(generator=generator)]
         if temperature is not None:
-            codes.append(self.relaxed_sample(q, temperature))
+            codes.append(self.relaxed_sample(q, temperature, generator))
         return codes
 
     def _aggregate(self, posteriors: Sequence[Distribution]) -> tuple[Tensor, Tensor]:

@@ -77,7 +77,9 @@ class GaussianLatent(Latent):
 
     # Pictures and latent health ---------------------------------------------------------
 
-    def reconstruction_codes(self, q: Distribution, temperature: float | None = None) -> list[Tensor]:
+    def reconstruction_codes(
+        self, q: Distribution, temperature: float | None = None, generator: torch.Generator | None = None
+    ) -> list[Tensor]:
         """The posterior mean."""
         return [q.mean]
 

@@ -1,0 +1,19 @@
+"""A callback for the kill-and-resume test: it reports each step and stops at one so the test can
+kill the process there (tests/test_resume.py)."""
+
+import time
+from pathlib import Path
+
+import lightning as L
+
+
+class PauseAtStep(L.Callback):
+    """After every training step, write the global step to `path`; at `step`, wait for the kill."""
+
+    def __init__(self, path: str, step: int) -> None:
+        self.path, self.step = Path(path), step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.path.write_text(str(trainer.global_step))
+        if trainer.global_step == self.step:
+            time.sleep(600)

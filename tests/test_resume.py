@@ -1,0 +1,132 @@
+"""A resumed run is one run: killed at any step and resumed from last.ckpt, it ends exactly as an
+uninterrupted one, in its own directory, logging on to the same W&B run."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, child_env
+from vae.wandb_records import read_records
+
+COMMON = [
+    "data=synthetic",
+    "trainer.max_epochs=3",  # 18 steps an epoch
+    "trainer.log_every_n_steps=1",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
+def _train(*overrides: str, cwd: Path) -> subprocess.Popen:
+    env = child_env(PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}")
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *COMMON, *overrides],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _finish(process: subprocess.Popen) -> None:
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+
+
+def _kill_at(step: int, run_dir: Path, *overrides: str, cwd: Path) -> None:
+    """Start a run, and SIGKILL it once it has taken `step` steps (mid-epoch)."""
+    progress = cwd / f"step-{run_dir.name}.txt"
+    pause = [
+        "+callbacks.pause._target_=pausing.PauseAtStep",
+        f"+callbacks.pause.path={progress}",
+        f"+callbacks.pause.step={step}",
+    ]
+    process = _train(*overrides, *pause, f"hydra.run.dir={run_dir}", cwd=cwd)
+    deadline = time.time() + 300
+    while not (progress.exists() and progress.read_text() == str(step)):
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.time() < deadline, "the run never reached the step"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _train_losses(run_dir: Path) -> dict[int, str]:
+    """step -> train/neg_elbo as written; a step logged twice (before the kill, then again after the
+    resume) keeps its last row."""
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return {int(r["step"]): r["train/neg_elbo"] for r in csv.DictReader(f) if r["train/neg_elbo"]}
+
+
+def _final(run_dir: Path) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["checkpoint"] = Path(metrics["checkpoint"]).relative_to(run_dir).as_posix()
+    return metrics
+
+
+@pytest.mark.parametrize(
+    "validation, last_checkpoint_step",
+    [([], 18), (["trainer.val_check_interval=5"], 23)],  # checkpoints at epoch ends, and mid-epoch
+    ids=["each-epoch", "every-5-steps"],
+)
+def test_killed_mid_epoch_and_resumed_ends_exactly_as_uninterrupted(
+    tmp_path, validation, last_checkpoint_step
+):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    _finish(_train("logger=csv", *validation, f"hydra.run.dir={straight}", cwd=tmp_path))
+    _kill_at(27, killed, "logger=csv", *validation, cwd=tmp_path)  # mid-epoch 2 of 3
+    assert not (killed / "metrics.json").exists()
+    last = killed / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == last_checkpoint_step
+
+    # The README's resume command: the same overrides plus the checkpoint; no run directory given.
+    _finish(_train("logger=csv", *validation, f"ckpt_path={last}", cwd=tmp_path))
+    assert not (tmp_path / "runs").exists()  # it continued in its own directory
+    assert _final(killed) == _final(straight)  # every validation and test number, bit for bit
+    assert _train_losses(killed) == _train_losses(straight)  # every step's loss, before and after
+    checkpoints = {p.name for p in (straight / "checkpoints").iterdir()}
+    assert {p.name for p in (killed / "checkpoints").iterdir()} == checkpoints
+
+
+def test_a_resumed_run_logs_on_to_its_wandb_run(tmp_path):
+    run = tmp_path / "run"
+    _kill_at(20, run, "logger=wandb", cwd=tmp_path)
+    _finish(_train("logger=wandb", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path))
+    files = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 2 and len({f.name for f in files}) == 1  # two sessions, one W&B run id
+    resumed = [r.run for r in read_records(files[-1]) if r.WhichOneof("record_type") == "run"]
+    assert resumed and resumed[0].run_id == files[0].stem.removeprefix("run-")
+
+
+def test_a_checkpoint_outside_its_run_resumes_into_a_new_run_that_tracks_its_own_best(tmp_path):
+    first = tmp_path / "first"
+    _finish(_train("logger=none", "trainer.max_epochs=1", f"hydra.run.dir={first}", cwd=tmp_path))
+    loose = tmp_path / "loose.ckpt"
+    loose.write_bytes((first / "checkpoints" / "last.ckpt").read_bytes())
+    second = tmp_path / "second"
+    _finish(
+        _train(
+            "logger=none",
+            "trainer.max_epochs=2",
+            f"ckpt_path={loose}",
+            f"hydra.run.dir={second}",
+            cwd=tmp_path,
+        )
+    )
+    metrics = json.loads((second / "metrics.json").read_text())
+    assert Path(metrics["checkpoint"]).parent == second / "checkpoints"  # not the first run's best
+    assert metrics["global_step"] == 36
+
+
+def test_a_refused_directory_is_left_exactly_as_it_was(tmp_path):
+    run = tmp_path / "run"
+    _finish(_train("logger=none", "trainer.max_epochs=1", f"hydra.run.dir={run}", cwd=tmp_path))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    process = _train("logger=none", "seed=5", f"hydra.run.dir={run}", cwd=tmp_path)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1 and "already holds checkpoints and metrics.json" in stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # .hydra/ included

@@ -1,0 +1,122 @@
+"""Every value a run reads, checked before any work: one message naming the key, the value and
+what is allowed (vae.config.ConfigError), never a traceback from deep inside a library.
+
+The config groups' constructors check their own arguments (vae/validation.py); what is checked
+here are the run-level keys, the optimizer and trainer settings that torch and Lightning would
+only reject later or with their own wording, and whether a checkpoint to resume fits the model.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vae.config import ConfigError
+
+MAX_SEED = 2**32 - 1  # what torch and numpy accept
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def check_run_keys(cfg: DictConfig) -> None:
+    """seed, test, compile, flush_denormal, iw_samples, ckpt_path."""
+    seed = cfg.seed
+    _require(_is_int(seed) and 0 <= seed <= MAX_SEED, "seed", seed, f"must be an integer in [0, {MAX_SEED}]")
+    for key in ("test", "compile", "flush_denormal"):
+        _require(isinstance(cfg[key], bool), key, cfg[key], "must be true or false")
+    iw = cfg.iw_samples
+    _require(_is_int(iw) and iw >= 0, "iw_samples", iw, "must be an integer >= 0 (0: off)")
+    ckpt = cfg.ckpt_path
+    _require(
+        ckpt is None or isinstance(ckpt, str), "ckpt_path", ckpt, "must be the path of a checkpoint file"
+    )
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    """optimizer.lr (torch only compares it with 0, so text or nan would pass or fail obscurely)."""
+    lr = cfg.optimizer.get("lr")
+    ok = _is_number(lr) and math.isfinite(lr) and lr > 0
+    _require(ok, "optimizer.lr", lr, "must be a finite number > 0")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """The trainer keys whose wrong types Lightning reports as bare assertions or late errors."""
+    trainer = cfg.trainer
+    for key in ("max_epochs", "max_steps"):
+        value = trainer.get(key)
+        _require(
+            value is None or (_is_int(value) and value >= -1),
+            f"trainer.{key}",
+            value,
+            "must be an integer >= 0, or -1 for no limit",
+        )
+    for key in ("log_every_n_steps", "check_val_every_n_epoch"):
+        value = trainer.get(key)
+        _require(
+            value is None or (_is_int(value) and value > 0), f"trainer.{key}", value, "must be an integer > 0"
+        )
+    for key in ("limit_train_batches", "limit_val_batches"):
+        value = trainer.get(key)
+        ok = (
+            value is None or (_is_int(value) and value >= 0) or (isinstance(value, float) and 0 <= value <= 1)
+        )
+        _require(ok, f"trainer.{key}", value, "must be a fraction in [0, 1] or a number of batches >= 0")
+    value = trainer.get("val_check_interval")
+    ok = value is None or (_is_int(value) and value >= 1) or (isinstance(value, float) and 0 < value <= 1)
+    _require(
+        ok,
+        "trainer.val_check_interval",
+        value,
+        "must be a fraction of an epoch in (0, 1] or a number of steps >= 1",
+    )
+
+
+def check_resume(cfg: DictConfig, checkpoint_config: dict[str, Any], mismatched: list[str]) -> None:
+    """Refuse to resume a checkpoint whose weights do not fit the model this run builds, naming the
+    settings that differ from the checkpoint's (mismatched: the weights whose shapes differ)."""
+    if not mismatched:
+        return
+    now = OmegaConf.to_container(cfg, resolve=True)
+    differences = []
+    for group in ("model", "network"):
+        for key, (before, after) in _differences(
+            checkpoint_config.get(group) or {}, now.get(group) or {}, group
+        ):
+            differences.append(f"{key}={after!r} (the checkpoint has {before!r})")
+    detail = "; ".join(differences) or f"weights of other shapes: {', '.join(mismatched[:3])}"
+    raise ConfigError(
+        f"ckpt_path={cfg.ckpt_path!r}: the checkpoint holds another model than this run builds: {detail};"
+        " resume with the checkpoint's model settings"
+    )
+
+
+def _differences(before: Any, after: Any, prefix: str) -> list[tuple[str, tuple[Any, Any]]]:
+    """(key, (before, after)) for every leaf that differs between two nested dicts."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found = []
+        for key in sorted(set(before) | set(after)):
+            if key in ("encoder", "decoder") and prefix == "model":
+                continue  # the same settings as network.encoder / network.decoder
+            found += _differences(before.get(key), after.get(key), f"{prefix}.{key}")
+        return found
+    return [] if before == after else [(prefix, (before, after))]
+
+
+def resolved_data_root(cfg: DictConfig) -> str:
+    """data.root as an absolute path: the checkpoint records it so the tools find the data from
+    any working directory."""
+    return str(Path(cfg.data.root).expanduser().resolve())
