@@ -9,7 +9,9 @@ python train.py <same overrides> ckpt_path=runs/.../checkpoints/last.ckpt   # re
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vae.checkpoint import CheckpointError, read_checkpoint, run_config
 from vae.checks import check_optimizer, check_resume, check_run_keys, check_trainer, resolved_data_root
 from vae.config import ConfigError, build_model, call_checked, instantiate_node, resumed_run_dir
-from vae.console import quiet_library_noise
+from vae.console import console_in, quiet_library_noise
 from vae.data import BinarizedImages, DataError, TensorBatches
 from vae.evaluation import importance_weighted_means
 from vae.hardware import describe, drop_unusable_nvml_check
@@ -81,11 +83,17 @@ def _build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
         temperature=temperature,
         gradient_clip_val=clip,
         evaluation_seed=cfg.seed,
+        lr_schedule=instantiate_node(cfg, "lr_schedule") if cfg.get("lr_schedule") else None,
     )
     try:  # torch checks the optimizer's other settings (betas, eps, ...) when it is built
-        system.optimizer_factory(system.parameters())
+        optimizer = system.optimizer_factory(system.parameters())
     except (ValueError, TypeError) as e:
         raise ConfigError(f"optimizer: {e}") from None
+    if system.lr_schedule_factory is not None:
+        try:
+            system.lr_schedule_factory(optimizer)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"lr_schedule: {e}") from None
     if cfg.ckpt_path is not None:
         try:
             checkpoint = read_checkpoint(cfg.ckpt_path)
@@ -143,11 +151,39 @@ def prepare(cfg: DictConfig) -> Run:
     datamodule, system = _build_checked(cfg)
     if cfg.compile:
         system.compile_training()
+    datamodule.prepare_data()  # the data on disk (or downloaded) before a run directory is written
+    _validate_often_enough(cfg, datamodule)
     loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
     callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]
     trainer = _build_trainer(cfg, loggers, callbacks)
-    datamodule.prepare_data()  # the data on disk (or downloaded) before a run directory is written
     return Run(cfg, datamodule, system, trainer, loggers, output_dir)
+
+
+VALIDATIONS_PER_SHORT_RUN = 10
+
+
+def _validate_often_enough(cfg: DictConfig, datamodule: BinarizedImages) -> None:
+    """A run too short for two end-of-epoch validations validates (and checkpoints) every tenth of
+    its steps instead, so that it too has a best checkpoint and a validation curve. A cadence set
+    with trainer.val_check_interval is left alone."""
+    trainer = cfg.trainer
+    if trainer.get("val_check_interval") is not None or trainer.get("fast_dev_run"):
+        return
+    per_epoch = datamodule.train_batches_per_epoch()
+    limit = trainer.get("limit_train_batches", 1.0)
+    per_epoch = min(per_epoch, limit) if isinstance(limit, int) else int(per_epoch * limit)
+    lengths = [trainer.max_steps] if (trainer.get("max_steps") or -1) > 0 else []
+    lengths += [trainer.max_epochs * per_epoch] if (trainer.get("max_epochs") or -1) > 0 else []
+    total = min(lengths, default=None)
+    if (
+        total is None
+        or per_epoch == 0
+        or total >= 2 * per_epoch * (trainer.get("check_val_every_n_epoch") or 1)
+    ):
+        return
+    with open_dict(cfg):
+        trainer.val_check_interval = max(1, total // VALIDATIONS_PER_SHORT_RUN)
+        trainer.check_val_every_n_epoch = None  # the interval counts steps across epochs
 
 
 def _importance_weighted_test(model: VAE, datamodule: BinarizedImages, k: int, seed: int) -> dict[str, float]:
@@ -162,6 +198,17 @@ def _importance_weighted_test(model: VAE, datamodule: BinarizedImages, k: int, s
         "test/neg_elbo_k": results["test/neg_elbo"],
         "iw_samples": k,
     }
+
+
+def _validation_cadence(cfg: DictConfig, best: str | None) -> str:
+    """How the reported checkpoint was chosen, in words, for metrics.json and the report."""
+    if best is None:
+        return "none: final weights"
+    interval = cfg.trainer.get("val_check_interval")
+    if isinstance(interval, int):
+        return f"best of validations every {interval} steps"
+    every = cfg.trainer.get("check_val_every_n_epoch") or 1
+    return "best of validations each epoch" if every == 1 else f"best of validations every {every} epochs"
 
 
 def _hardware(trainer: L.Trainer) -> str:
@@ -200,6 +247,8 @@ def fit_and_test(run: Run) -> dict[str, Any]:
         metrics.update(
             checkpoint=best,
             global_step=system.weights_step,
+            last_step=trainer.global_step,
+            validation=_validation_cadence(cfg, best),
             epochs=trainer.current_epoch,
             tau=system.tau,
             seed=cfg.seed,
@@ -247,31 +296,70 @@ def _record_failure(output_dir: Path, error: BaseException) -> None:
     (output_dir / "failed.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> None:
+def _share_the_machine(cfg: DictConfig, job_num: int, parallel_jobs: int) -> None:
+    """A job of a parallel sweep takes its share: cores // jobs threads on a CPU, GPU number
+    job_num mod GPUs on a machine with GPUs; and no progress bar (its console is a file)."""
+    with open_dict(cfg):
+        if torch.cuda.is_available() and cfg.trainer.get("devices") == 1:
+            cfg.trainer.devices = [job_num % torch.cuda.device_count()]
+        else:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel_jobs))
+        if "progress_bar" in (cfg.get("callbacks") or {}):
+            cfg.callbacks.progress_bar.refresh_rate = 0  # one line per validation instead
+
+
+def _job(cfg: DictConfig, sweeping: bool) -> dict[str, Any] | None:
+    """prepare and fit_and_test one run; in a sweep, a failure is recorded and the sweep goes on."""
     hydra_cfg = HydraConfig.get()
-    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir = Path(cfg.paths.output_dir)
-    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
-    if sweeping and wandb_cfg is not None and wandb_cfg.get("group") is None:
-        with open_dict(cfg):  # one W&B group per sweep, named after the sweep directory
-            wandb_cfg.group = Path(hydra_cfg.sweep.dir).name
     task_cfg = OmegaConf.to_container(cfg)  # as composed, before prepare() fills in anything
     try:
         run = prepare(cfg)
         if rank_zero_only.rank == 0:
             _write_hydra_record(output_dir, task_cfg)
-        fit_and_test(run)
+        return fit_and_test(run)
     except Exception as e:
         if sweeping:  # record the failure and let the other jobs of the sweep run
             _write_hydra_record(output_dir, task_cfg)
             _record_failure(output_dir, e)
             print(f"error: job {hydra_cfg.job.num} failed: {type(e).__name__}: {e}", file=sys.stderr)
-            return
+            return None
         if isinstance(e, EXPECTED_FAILURES):  # one clear message on stderr, not a traceback
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
         raise
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if sweeping and wandb_cfg is not None and wandb_cfg.get("group") is None:
+        with open_dict(cfg):  # one W&B group per sweep, named after the sweep directory
+            wandb_cfg.group = Path(hydra_cfg.sweep.dir).name
+    n_jobs = hydra_cfg.launcher.get("n_jobs") if sweeping else None
+    n_jobs = (os.cpu_count() or 1) if n_jobs == -1 else (n_jobs or 1)
+    if n_jobs == 1:
+        _job(cfg, sweeping)
+        return
+    # A job of a parallel sweep: its console in its directory, one line on the sweep's console.
+    _share_the_machine(cfg, hydra_cfg.job.num, n_jobs)
+    output_dir = Path(cfg.paths.output_dir)
+    name = f"[job {hydra_cfg.job.num}] {' '.join(hydra_cfg.overrides.task)}"
+    started = time.perf_counter()
+    with console_in(output_dir / "console.log") as say:
+        say(f"{name}: started ({output_dir / 'console.log'})")
+        metrics = _job(cfg, sweeping)
+        took = f"{time.perf_counter() - started:.0f} s"
+        if metrics is None:
+            failure = json.loads((output_dir / "failed.json").read_text())
+            say(f"{name}: failed after {took}: {failure['error']}: {failure['message']}")
+        else:
+            shown = ", ".join(
+                f"{k}={metrics[k]:.2f}" for k in ("val/neg_elbo", "test/neg_elbo") if k in metrics
+            )
+            say(f"{name}: done in {took}: {shown}")
 
 
 if __name__ == "__main__":

@@ -55,3 +55,20 @@ def test_bench_refuses_a_folder_without_mnist(tmp_path):
     )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: --data-root={tmp_path}: no MNIST/raw/ folder there"
+
+
+def test_bench_times_a_sweep_with_both_launchers(tmp_path, mnist_root):
+    out = tmp_path / "sweep.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "vae.bench", "--sweep", "2", "--epochs", "1", "--rounds", "1",
+            "--models", "gaussian", "--batch-sizes", "1000", "--data-root", str(mnist_root),
+            "--overrides", "trainer.limit_train_batches=10", "--out", str(out),
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["sweep"]
+    assert [r["launcher"] for r in rows] == ["parallel", "basic"]
+    assert all(r["median_s"] > 0 and len(r["seconds"]) == 1 for r in rows)
+    assert rows[1]["jobs_at_once"] == 1 and "basic / parallel = " in result.stdout

@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -244,3 +245,45 @@ def test_slurm_launcher_config_composes():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.gpus_per_node == 1 and launcher.timeout_min == 240
+
+
+def test_a_sweep_runs_its_jobs_side_by_side_each_with_its_share_and_its_own_console(workdir):
+    result = _train_cli(
+        "-m", "data=synthetic", "seed=0,1,2,3", "trainer.max_epochs=2", "logger=none", cwd=workdir
+    )
+    sweep = _sweep_dir(workdir)
+    cores = os.cpu_count()
+    for job in "0123":
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        threads = max(1, cores // cores)  # n_jobs defaults to one job per core
+        assert metrics["hardware"].startswith(f"CPU, {threads} threads of {cores} cores")
+        console = (sweep / job / "console.log").read_text()
+        assert f"Run directory: {sweep / job}" in console.replace(str(workdir.resolve()), str(workdir))
+        assert "epoch 1 step 36: " in console  # a line per validation instead of a progress bar
+        assert f"[job {job}] " in result.stderr and f"[job {job}] data=synthetic seed={job}" in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[job ")]
+    assert len(lines) == 8 and sum(": done in " in line for line in lines) == 4
+    assert "it/s" not in result.stdout + result.stderr  # no progress bars on the sweep's console
+
+
+def test_the_basic_launcher_still_runs_one_job_at_a_time_in_this_process(workdir):
+    result = _train_cli(
+        "-m", "data=synthetic", "seed=0,1", "debug=fast", "hydra/launcher=basic", cwd=workdir
+    )  # fmt: skip
+    sweep = _sweep_dir(workdir)
+    assert len(list(sweep.glob("*/metrics.json"))) == 2 and not list(sweep.glob("*/console.log"))
+    assert "Joblib" not in result.stdout + result.stderr
+
+
+def test_schedules_are_swept_with_the_keys_a_user_types(workdir):
+    _train_cli(
+        "-m", "data=synthetic", "tau=linear,cosine,constant", "tau.num_steps=400", "debug=fast", cwd=workdir
+    )
+    sweep = _sweep_dir(workdir)
+    configs = [yaml.safe_load((job / "config.yaml").read_text()) for job in sorted(sweep.glob("[0-9]"))]
+    assert [c["tau"]["_target_"].rsplit(".", 1)[1] for c in configs] == [
+        "LinearTemperature",
+        "CosineTemperature",
+        "ConstantTemperature",
+    ]
+    assert all(c["tau"]["num_steps"] == 400 for c in configs) and len(list(sweep.glob("*/metrics.json"))) == 3

@@ -275,3 +275,28 @@ def test_a_checkpoint_of_automatic_optimization_resumes_at_its_step(make_config,
     )
     assert metrics["global_step"] == 30  # 15 + 15, not a restart at 0
     assert metrics["tau"] == pytest.approx(ExponentialTemperature(1.0, 0.1, 0.01, 1)(30))
+
+
+def test_the_step_learning_rate_schedule_multiplies_the_rate_and_resumes(make_config, tmp_path):
+    schedule = ["lr_schedule=step", "lr_schedule.step_size=10", "lr_schedule.gamma=0.5"]
+    train.train(make_config([*SHORT, *schedule, "trainer.max_epochs=1"], "first"))
+    checkpoint = torch.load(tmp_path / "first" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.5)  # 18 steps
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    train.train(make_config([*SHORT, *schedule, "trainer.max_epochs=2", f"ckpt_path={last}"], "resumed"))
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.5**3)  # 36 steps
+
+
+def test_a_run_shorter_than_two_epochs_validates_every_tenth_of_its_steps(make_config, tmp_path):
+    metrics = train.train(make_config(["logger=csv", "trainer.max_steps=25", "trainer.max_epochs=-1"]))
+    rows = _csv_rows(tmp_path / "run")
+    # Lightning logs a validation at step s (after s optimizer steps) on the row of step s - 1.
+    validated = sorted({int(r["step"]) + 1 for r in rows if r.get("val/neg_elbo")})
+    assert validated[:-1] == list(range(2, 25, 2))  # every 2 steps (then the final validation)
+    assert metrics["validation"] == "best of validations every 2 steps" and metrics["last_step"] == 25
+    assert metrics["global_step"] in validated  # the checkpoint reported is one that was validated
+    # A cadence the user sets is kept; a run of two epochs or more validates at epoch ends.
+    assert train.train(make_config(["trainer.max_epochs=2", "logger=none"], "two"))["validation"] == (
+        "best of validations each epoch"
+    )

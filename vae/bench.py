@@ -25,6 +25,7 @@ the one that happened to run then. Figures are printed as a table, ratios last.
 
     python -m vae.bench                         # both models, batch 100 and 1000, CPU or GPU
     python -m vae.bench --models categorical --batch-sizes 100 --rounds 3 --compile
+    python -m vae.bench --sweep 4 --epochs 2    # a 4-job sweep: parallel launcher vs one at a time
 """
 
 from __future__ import annotations
@@ -334,6 +335,69 @@ def _machine(device: str) -> str:
     return f"{describe(cuda=device != 'cpu')}, torch {torch.__version__}"
 
 
+def _sweep_seconds(args: argparse.Namespace, launcher: list[str], workdir: Path) -> tuple[float, int]:
+    """Wall-clock seconds of `python train.py -m` over args.sweep seeds, from start to exit, and the
+    training images its jobs went through."""
+    seeds = ",".join(str(args.seed + i) for i in range(args.sweep))
+    command = [
+        sys.executable, str(REPO / "train.py"), "-m", f"seed={seeds}", f"model={args.models[0]}",
+        f"data.batch_size={args.batch_sizes[0]}", f"data.root={args.data_root.resolve()}",
+        f"trainer.max_epochs={args.epochs}", "logger=none", "test=false",
+        f"hydra.sweep.dir={workdir}", *launcher, *args.overrides,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=workdir.parent, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0 or len(list(workdir.glob("*/metrics.json"))) != args.sweep:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    steps = sum(json.loads(p.read_text())["last_step"] for p in workdir.glob("*/metrics.json"))
+    return seconds, steps * args.batch_sizes[0]
+
+
+def sweep_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A sweep of args.sweep jobs with the default (parallel) launcher and with Hydra's basic one
+    (one job at a time), each args.rounds times in turn: images trained per second of the sweep."""
+    from vae.config import parallel_jobs
+
+    launchers = {"parallel": [], "basic": ["hydra/launcher=basic"]}
+    seconds: dict[str, list[float]] = {name: [] for name in launchers}
+    for round_number in range(args.rounds):
+        for name, launcher in launchers.items():
+            with tempfile.TemporaryDirectory() as workdir:
+                took, images = _sweep_seconds(args, launcher, Path(workdir) / "sweep")
+                seconds[name].append(took)
+            print(
+                f"  sweep of {args.sweep}, {name:<8} round {round_number + 1}: {seconds[name][-1]:6.1f} s",
+                flush=True,
+            )
+    rows = []
+    for name, times in seconds.items():
+        median = statistics.median(times)
+        jobs_at_once = parallel_jobs() if name == "parallel" else 1
+        rows.append({"launcher": name, "jobs_at_once": jobs_at_once, "seconds": times, "median_s": median,
+                     "images_per_s": images / median})  # fmt: skip
+    return rows
+
+
+def _sweep_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [
+        f"Sweep of {args.sweep} jobs ({args.models[0]}, batch {args.batch_sizes[0]},"
+        f" {args.epochs} epochs each, start-up included):",
+        "",
+        "| launcher | jobs at once | seconds (median) | all runs | training images/s across the sweep |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        runs = ", ".join(f"{t:.1f}" for t in r["seconds"])
+        lines.append(
+            f"| {r['launcher']} | {r['jobs_at_once']} | {r['median_s']:.1f} | {runs}"
+            f" | {r['images_per_s']:,.0f} |"
+        )
+    speedup = rows[1]["median_s"] / rows[0]["median_s"]
+    return "\n".join(lines) + f"\n\nbasic / parallel = {speedup:.2f}x"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m vae.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["categorical", "gaussian"])
@@ -349,10 +413,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overrides", nargs="*", default=[], help="train.py overrides for every loop")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        default=0,
+        help="instead: time a sweep of this many jobs, parallel vs basic launcher",
+    )
     parser.add_argument("--case", choices=LOOPS, help=argparse.SUPPRESS)  # internal: one case
     args = parser.parse_args(argv)
-    if args.epochs < 2:
+    if args.epochs < (1 if args.sweep else 2):
         raise SystemExit(f"error: --epochs={args.epochs} is not allowed: at least 2 (the first is warm-up)")
+    if args.sweep < 0:
+        raise SystemExit(f"error: --sweep={args.sweep} is not allowed: a number of jobs >= 1")
     if args.rounds < 1:
         raise SystemExit(f"error: --rounds={args.rounds} is not allowed: at least 1")
     if not (args.data_root / "MNIST" / "raw").is_dir():
@@ -360,6 +432,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.case:
         args.model, args.batch_size = args.models[0], args.batch_sizes[0]
         _one_case(args)
+        return
+    if args.sweep:
+        print(f"Machine: {_machine(args.device)}", flush=True)
+        rows = sweep_throughput(args)
+        print()
+        print(_sweep_table(rows, args))
+        if args.out:
+            args.out.write_text(
+                json.dumps({"machine": _machine(args.device), "sweep": rows}, indent=2) + "\n"
+            )
         return
 
     print(

@@ -17,12 +17,24 @@ from vae.training import VAETraining
 
 
 class ProgressBar(TQDMProgressBar):
-    """Lightning's bar (epoch, batch, loss and tau) plus the global step."""
+    """Lightning's bar (epoch, batch, loss and tau) plus the global step; with refresh_rate=0 (no
+    bar, as in a sweep's parallel jobs, whose console goes to a file), one line per validation."""
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         return {"step": trainer.global_step, **metrics}
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self.is_disabled or trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        shown = {
+            k: v for k, v in trainer.callback_metrics.items() if k.startswith(("val/neg_elbo", "train/"))
+        }
+        numbers = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(shown.items()))
+        print(f"epoch {trainer.current_epoch} step {trainer.global_step}: {numbers}", flush=True)
 
 
 class ImageGrids(L.Callback):

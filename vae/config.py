@@ -39,7 +39,17 @@ def _run_dir(ckpt_path: str | None, new_run_dir: str) -> str:
     return new_run_dir if resumed is None else str(resumed)
 
 
+def parallel_jobs() -> int:
+    """Jobs a sweep runs at once by default: one per GPU on a machine with GPUs, else one per core."""
+    import os
+
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else (os.cpu_count() or 1)
+
+
 OmegaConf.register_new_resolver("run_dir", _run_dir, replace=True)
+OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
 
 
 class ConfigError(ValueError):

@@ -1,4 +1,4 @@
-"""What a routine run prints: nothing a user cannot act on.
+"""What a run prints: nothing a user cannot act on, and in a parallel sweep, one line per job.
 
 Some messages come from the libraries and ask nothing of the user: Lightning's advertisement for
 its cloud logger, a deprecation that Lightning's own code triggers in torch
@@ -10,7 +10,12 @@ dropped by their exact text; every other warning and message goes through.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 LIGHTNING_TIP = "💡 Tip:"
 LIGHTNING_PYTREE_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
@@ -29,3 +34,32 @@ def quiet_library_noise() -> None:
         logger.addFilter(_DropLightningTip())
     warnings.filterwarnings("ignore", message=LIGHTNING_PYTREE_DEPRECATION)
     warnings.filterwarnings("ignore", message=LIGHTNING_DIRPATH_CHANGED)
+
+
+@contextmanager
+def console_in(path: Path) -> Iterator[Callable[[str], None]]:
+    """Send this process's console (file descriptors 1 and 2: Python, C code and child processes
+    alike) to `path` for the block; yields a function that writes a line to the console as it was.
+
+    What a sweep's parallel jobs use, so that their progress does not interleave on one screen.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+
+        def say(line: str) -> None:
+            os.write(saved_err, (line + "\n").encode())
+
+        try:
+            yield say
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 SEED_KEYS = ("seed",)
+IGNORED_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir")  # where a run was, not what it was
 REPORTED = ("test/neg_elbo", "test/nll_iw", "val/neg_elbo", "test/neg_elbo_relaxed", "test/kl", "epochs")
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -116,7 +117,7 @@ def collect(sweep_dir: Path) -> list[Run]:
     runs = [load_run(job) for job in jobs]
     shared = set(shared_overrides(runs))
     for run in runs:
-        varying = [o for o in run.overrides if o not in shared and _key(o) not in SEED_KEYS]
+        varying = [o for o in run.overrides if o not in shared and _key(o) not in SEED_KEYS + IGNORED_KEYS]
         run.configuration = " ".join(sorted(varying)) or "(all runs alike)"
     return runs
 
@@ -144,6 +145,10 @@ def summarize(runs: list[Run]) -> list[dict]:
             "published": members[0].published,
             "hardware": sorted({r.metrics["hardware"] for r in done if "hardware" in r.metrics}),
             "iw_samples": sorted({r.metrics["iw_samples"] for r in done if "iw_samples" in r.metrics}),
+            "validation": sorted(
+                {r.metrics.get("validation", "best of validations each epoch") for r in done}
+            ),
+            "steps": sorted({r.metrics["last_step"] for r in done if "last_step" in r.metrics}),
         }
         for key in REPORTED:
             row[key] = _mean_std([r.metrics[key] for r in done if key in r.metrics])
@@ -178,16 +183,19 @@ def results_table(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:
     lines = [
         f"Measured by `python -m vae.report {sweep_dir} --readme README.md` from the runs of"
         f" `python train.py -m {' '.join(shared_overrides(runs))} <configuration> seed=...`.",
-        "Mean ± std over seeds, nats per image, official 10k test images, best checkpoint by val −ELBO;"
-        " −ELBO with one-hot samples, IW bound with k importance samples.",
+        "Mean ± std over seeds, nats per image, on the test images of the configuration's data, from the"
+        " checkpoint the checkpoint column names; −ELBO with one-hot samples, IW bound with k importance"
+        " samples.",
         "",
-        "| configuration | epochs | test −ELBO | test IW bound | published | seeds | k | hardware |",
-        "|---|---|---|---|---|---|---|---|",
+        "| configuration | steps | epochs | checkpoint | test −ELBO | test IW bound | published | seeds | k"
+        " | hardware |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         epochs = row["epochs"][0]
         lines.append(
-            f"| {row['configuration']} | {'–' if math.isnan(epochs) else f'{epochs:.0f}'}"
+            f"| {row['configuration']} | {', '.join(map(str, row['steps'])) or '–'}"
+            f" | {'–' if math.isnan(epochs) else f'{epochs:.0f}'} | {'; '.join(row['validation']) or '–'}"
             f" | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])} | {_published(row)}"
             f" | {', '.join(map(str, row['seeds'])) or '–'} | {', '.join(map(str, row['iw_samples'])) or '–'}"
             f" | {'; '.join(row['hardware']) or '–'} |"
@@ -209,18 +217,19 @@ def markdown(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:
     lines = [
         f"# Sweep report: {sweep_dir}",
         "",
-        "Mean ± std over seeds, nats per image; test and val −ELBO with one-hot samples for the"
-        " categorical model (best checkpoint by val −ELBO). Best first.",
+        "Mean ± std over seeds, nats per image; test and val −ELBO with one-hot samples for a"
+        " discrete latent, from the checkpoint each run chose (the checkpoint column). Best first.",
         "",
         f"Settings shared by every run: `{' '.join(shared_overrides(runs)) or '(none)'}`",
         "",
-        "| configuration | test −ELBO | test IW bound | published | val −ELBO | test −ELBO relaxed"
-        " | test KL | seeds | done | failed | running |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | checkpoint | test −ELBO | test IW bound | published | val −ELBO"
+        " | test −ELBO relaxed | test KL | seeds | done | failed | running |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['configuration']} | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])}"
+            f"| {row['configuration']} | {'; '.join(row['validation']) or '–'}"
+            f" | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])}"
             f" | {_published(row)} | {_cell(row['val/neg_elbo'])}"
             f" | {_cell(row['test/neg_elbo_relaxed'])} | {_cell(row['test/kl'])}"
             f" | {', '.join(map(str, row['seeds'])) or '–'} | {row['done']} | {row['failed']}"

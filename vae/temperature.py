@@ -1,4 +1,4 @@
-"""Temperature (tau) schedules for the Gumbel-Softmax relaxation.
+"""Temperature (tau) schedules for the Gumbel-Softmax relaxation and the other tau-reading estimators.
 
 Every schedule is a pure function of the global training step t (the number of optimizer
 steps taken so far): never reset per epoch, never compounded, so resuming from a checkpoint
@@ -10,6 +10,10 @@ steps taken so far): never reset per epoch, never compounded, so resuming from a
                rate = 3e-5, N = 1000, tau_min = 0.5, which reaches 0.5 near step 23k)
 - Linear:      tau0 -> tau_min over num_steps, then tau_min
 - Cosine:      tau_min + (tau0 - tau_min) * (1 + cos(pi * t / num_steps)) / 2, then tau_min
+
+Every schedule takes the same five settings (tau0, tau_min, rate, update_every, num_steps) and
+reads those its formula uses, so that one command sweeps over schedules with any of them set:
+`python train.py -m tau=linear,cosine,constant tau.num_steps=400`.
 """
 
 from __future__ import annotations
@@ -23,14 +27,24 @@ from vae.validation import require, require_positive_float, require_positive_int
 class TemperatureSchedule(ABC):
     """tau as a function of the global step."""
 
+    def __init__(
+        self,
+        tau0: float = 1.0,
+        tau_min: float = 0.5,
+        rate: float = 3e-5,
+        update_every: int = 1000,
+        num_steps: int = 23_000,
+    ) -> None:
+        require_positive_float("tau0", tau0)
+        self.tau0, self.tau_min, self.rate = float(tau0), tau_min, rate
+        self.update_every, self.num_steps = update_every, num_steps
+
     @abstractmethod
     def __call__(self, step: int) -> float: ...
 
 
 class ConstantTemperature(TemperatureSchedule):
-    def __init__(self, tau0: float = 1.0) -> None:
-        require_positive_float("tau0", tau0)
-        self.tau0 = float(tau0)
+    """tau = tau0 (the other settings are not read)."""
 
     def __call__(self, step: int) -> float:
         return self.tau0
@@ -39,31 +53,27 @@ class ConstantTemperature(TemperatureSchedule):
 class _AnnealedTemperature(TemperatureSchedule):
     """Shared checks: tau decays from tau0 to tau_min > 0."""
 
-    def __init__(self, tau0: float, tau_min: float) -> None:
-        require_positive_float("tau0", tau0)
-        require_positive_float("tau_min", tau_min)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        require_positive_float("tau_min", self.tau_min)
         # tau_min == tau0 is the peer bug that silently never anneals: say so.
         require(
-            tau_min < tau0,
+            self.tau_min < self.tau0,
             "tau_min",
-            tau_min,
-            f"must be < tau0 ({tau0}); for a fixed tau use tau=constant",
+            self.tau_min,
+            f"must be < tau0 ({self.tau0}); for a fixed tau use tau=constant",
         )
-        self.tau0, self.tau_min = float(tau0), float(tau_min)
+        self.tau_min = float(self.tau_min)
 
 
 class ExponentialTemperature(_AnnealedTemperature):
-    def __init__(
-        self,
-        tau0: float = 1.0,
-        tau_min: float = 0.5,
-        rate: float = 3e-5,
-        update_every: int = 1000,
-    ) -> None:
-        super().__init__(tau0, tau_min)
-        require_positive_float("rate", rate)
-        require_positive_int("update_every", update_every)
-        self.rate, self.update_every = float(rate), update_every
+    """Jang et al.'s schedule (reads tau0, tau_min, rate, update_every)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        require_positive_float("rate", self.rate)
+        require_positive_int("update_every", self.update_every)
+        self.rate = float(self.rate)
 
     def __call__(self, step: int) -> float:
         t = step - step % self.update_every  # tau changes only every `update_every` steps
@@ -71,12 +81,12 @@ class ExponentialTemperature(_AnnealedTemperature):
 
 
 class _FixedLengthTemperature(_AnnealedTemperature):
-    """Anneals from tau0 at step 0 to tau_min at step num_steps, then stays at tau_min."""
+    """Anneals from tau0 at step 0 to tau_min at step num_steps, then stays at tau_min (reads tau0,
+    tau_min, num_steps)."""
 
-    def __init__(self, tau0: float = 1.0, tau_min: float = 0.5, num_steps: int = 23_000) -> None:
-        super().__init__(tau0, tau_min)
-        require_positive_int("num_steps", num_steps)
-        self.num_steps = num_steps
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        require_positive_int("num_steps", self.num_steps)
 
     def progress(self, step: int) -> float:
         """Fraction of the annealing done at `step`, in [0, 1]."""

@@ -43,6 +43,7 @@ class VAETraining(L.LightningModule):
         temperature: TemperatureSchedule | None = None,
         gradient_clip_val: float | None = None,
         evaluation_seed: int = 0,
+        lr_schedule: Factory | None = None,
     ) -> None:
         """
         Args:
@@ -54,6 +55,8 @@ class VAETraining(L.LightningModule):
             evaluation_seed: seeds the generator that validation and test draw z from, afresh at
                 the start of each: the same weights give the same numbers whatever ran before, and
                 runs with the same seed are compared on the same noise (train.py: the run's seed).
+            lr_schedule: called as lr_schedule(optimizer) -> a torch.optim.lr_scheduler, stepped
+                after every optimizer step; None: the optimizer's learning rate throughout.
         """
         super().__init__()
         if model.latent.uses_temperature and temperature is None:
@@ -68,6 +71,7 @@ class VAETraining(L.LightningModule):
         self.automatic_optimization = False
         self.model = model
         self.optimizer_factory = optimizer
+        self.lr_schedule_factory = lr_schedule
         self.temperature = temperature if model.latent.uses_temperature else None
         self.gradient_clip_val = gradient_clip_val
         self.evaluation_seed = evaluation_seed
@@ -128,6 +132,8 @@ class VAETraining(L.LightningModule):
         if self.gradient_clip_val is not None:
             self.clip_gradients(optimizer, self.gradient_clip_val, gradient_clip_algorithm="norm")
         optimizer.step()
+        if self.lr_schedule_factory is not None:
+            self.lr_schedulers().step()  # per optimizer step; Lightning checkpoints its state
         # Lightning sends step metrics to the loggers every log_every_n_steps steps only; calling
         # self.log on the other steps would cost time (and a host-to-device copy for tau).
         if self._trainer is None or self.trainer._logger_connector.should_update_logs:
@@ -144,11 +150,16 @@ class VAETraining(L.LightningModule):
         if self.global_step % (self.finite_check_every_n_steps or 1) == 0:
             self._raise_if_nonfinite()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         optimizer = self.optimizer_factory(self.model.parameters())
         if self._compile_options is not None:
             compile_optimizer_step(optimizer, **self._compile_options)
-        return optimizer
+        if self.lr_schedule_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.lr_schedule_factory(optimizer), "interval": "step"},
+        }
 
     # Non-finite losses --------------------------------------------------------------------
     # On the CPU, reading a tensor's value costs nothing, so every step is checked before its

@@ -80,6 +80,16 @@ class BinarizedImages(L.LightningDataModule, ABC):
         """The files on disk (downloaded if allowed and possible), or a DataError saying what is
         missing where and how to point data.root= at it."""
 
+    @property
+    @abstractmethod
+    def num_train_images(self) -> int:
+        """Training images per epoch (known once prepare_data has run; nothing is read)."""
+
+    def train_batches_per_epoch(self, world_size: int = 1) -> int:
+        """Optimizer steps in one epoch (each of world_size processes takes every world_size-th image)."""
+        per_process = -(-self.num_train_images // world_size)
+        return -(-per_process // self.batch_size)
+
     @abstractmethod
     def _splits(self, device: torch.device | str) -> tuple[Tensor, Tensor, Tensor]:
         """(train, val, test) float intensities in [0, 1], (N, C, H, W) each, on `device`."""

@@ -79,6 +79,12 @@ class BinarizedMNIST(BinarizedImages):
                     f"{path.resolve()}: does not end with a whole line: truncated, download it again"
                 )
 
+    @property
+    def num_train_images(self) -> int:
+        """Lines of the training file (50,000 in the original)."""
+        with open(self.raw_folder / amat_file("train"), "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b""))
+
     def _download(self, missing: list[str]) -> None:
         error: Exception | None = None
         if self.download:

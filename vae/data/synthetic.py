@@ -94,6 +94,10 @@ class SyntheticImages(BinarizedImages):
     def prepare_data(self) -> None:
         """Nothing to fetch: the images are generated."""
 
+    @property
+    def num_train_images(self) -> int:
+        return self.num_train - self.val_size
+
     def _splits(self, device: torch.device | str) -> tuple[Tensor, Tensor, Tensor]:
         images = synthetic_intensities(
             self.num_train + self.num_test, self.image_shape, self.num_prototypes, self.seed

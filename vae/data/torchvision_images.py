@@ -55,6 +55,11 @@ class TorchvisionImages(BinarizedImages):
             f"must be < {TRAIN_SIZE}, the number of {dataset} training images",
         )
         self.dataset, self.val_size, self.split_seed = dataset, val_size, split_seed
+        self._num_train_file_images = TRAIN_SIZE  # what the files hold, read by prepare_data
+
+    @property
+    def num_train_images(self) -> int:
+        return self._num_train_file_images - self.val_size
 
     @property
     def raw_folder(self) -> Path:
@@ -71,7 +76,7 @@ class TorchvisionImages(BinarizedImages):
         if not all((self.raw_folder / name).exists() for name in self.files):
             self._download()
         counts = {name: _idx_count(self.raw_folder / name) for name in self.files}
-        num_train = counts[self.files[0]]  # train-images-idx3-ubyte
+        num_train = self._num_train_file_images = counts[self.files[0]]  # train-images-idx3-ubyte
         if self.val_size >= num_train:
             raise DataError(
                 f"data.val_size={self.val_size} is not allowed: {self.raw_folder.resolve()} holds"
