@@ -84,6 +84,7 @@ def _build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
         gradient_clip_val=clip,
         evaluation_seed=cfg.seed,
         lr_schedule=instantiate_node(cfg, "lr_schedule") if cfg.get("lr_schedule") else None,
+        prior_optimizer=instantiate_node(cfg, "prior_optimizer") if cfg.get("prior_optimizer") else None,
     )
     try:  # torch checks the optimizer's other settings (betas, eps, ...) when it is built
         optimizer = system.optimizer_factory(system.parameters())

@@ -33,13 +33,22 @@ class VAE(nn.Module):
         latent: q(z|x), p(z), the KL and the training estimate (vae/latents/).
         encoder: images (B, C, H, W) -> (B, latent.num_params).
         decoder: (B, latent.code_size) -> Bernoulli logits (B, C, H, W).
+        image_shape: (C, H, W) of the images.
     """
 
-    def __init__(self, latent: Latent, encoder: nn.Module, decoder: nn.Module) -> None:
+    def __init__(
+        self,
+        latent: Latent,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        image_shape: Sequence[int] = MNIST_SHAPE,
+    ) -> None:
         super().__init__()
         self.latent = latent
         self.encoder = encoder
         self.decoder = decoder
+        self.image_shape = tuple(image_shape)  # (C, H, W)
+        latent.bind_inputs(self.image_shape)
         # What vae.load sets from a checkpoint: the optimizer steps the weights have had, and the
         # temperature tau at that step (None for latents without one), which relaxed samples use.
         self.step = 0
@@ -73,7 +82,7 @@ class VAE(nn.Module):
         expectation, its gradient the latent's estimate (vae/estimators/base.py).
         """
         q = self.encode(x)
-        recon = self.latent.expected_cost(q, lambda z: -self.decode(z).log_prob(x), temperature)
+        recon = self.latent.expected_cost(q, lambda z: -self.decode(z).log_prob(x), temperature, inputs=x)
         kl = self.latent.kl(q)
         return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
@@ -115,4 +124,5 @@ def build_vae(
         built,
         encoder(out_features=built.num_params, image_shape=tuple(image_shape)),
         decoder(in_features=built.code_size, image_shape=tuple(image_shape)),
+        image_shape,
     )

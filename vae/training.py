@@ -44,6 +44,7 @@ class VAETraining(L.LightningModule):
         gradient_clip_val: float | None = None,
         evaluation_seed: int = 0,
         lr_schedule: Factory | None = None,
+        prior_optimizer: Factory | None = None,
     ) -> None:
         """
         Args:
@@ -57,6 +58,9 @@ class VAETraining(L.LightningModule):
                 runs with the same seed are compared on the same noise (train.py: the run's seed).
             lr_schedule: called as lr_schedule(optimizer) -> a torch.optim.lr_scheduler, stepped
                 after every optimizer step; None: the optimizer's learning rate throughout.
+            prior_optimizer: if set, called as prior_optimizer(params) for a learned prior's
+                parameters (Latent.prior_parameters), which `optimizer` then leaves out (the
+                DisARM benchmark trains the prior's logits by SGD and the rest by Adam).
         """
         super().__init__()
         if model.latent.uses_temperature and temperature is None:
@@ -72,6 +76,7 @@ class VAETraining(L.LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.lr_schedule_factory = lr_schedule
+        self.prior_optimizer_factory = prior_optimizer
         self.temperature = temperature if model.latent.uses_temperature else None
         self.gradient_clip_val = gradient_clip_val
         self.evaluation_seed = evaluation_seed
@@ -126,12 +131,15 @@ class VAETraining(L.LightningModule):
         terms = self.step_terms(x, tau)
         loss = terms["neg_elbo"].mean()
         self._check_finite(loss)  # before the update
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for optimizer in optimizers:
+            optimizer.zero_grad()
         self.manual_backward(loss)
         if self.gradient_clip_val is not None:
-            self.clip_gradients(optimizer, self.gradient_clip_val, gradient_clip_algorithm="norm")
-        optimizer.step()
+            self.clip_gradients(optimizers[0], self.gradient_clip_val, gradient_clip_algorithm="norm")
+        for optimizer in optimizers:
+            optimizer.step()
         if self.lr_schedule_factory is not None:
             self.lr_schedulers().step()  # per optimizer step; Lightning checkpoints its state
         # Lightning sends step metrics to the loggers every log_every_n_steps steps only; calling
@@ -150,16 +158,21 @@ class VAETraining(L.LightningModule):
         if self.global_step % (self.finite_check_every_n_steps or 1) == 0:
             self._raise_if_nonfinite()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        optimizer = self.optimizer_factory(self.model.parameters())
+    def configure_optimizers(self) -> Any:
+        prior = self.model.latent.prior_parameters() if self.prior_optimizer_factory is not None else []
+        rest = [p for p in self.model.parameters() if all(p is not q for q in prior)]
+        optimizer = self.optimizer_factory(rest)
         if self._compile_options is not None:
             compile_optimizer_step(optimizer, **self._compile_options)
-        if self.lr_schedule_factory is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.lr_schedule_factory(optimizer), "interval": "step"},
-        }
+        configured: dict[str, Any] = {"optimizer": optimizer}
+        if self.lr_schedule_factory is not None:
+            configured["lr_scheduler"] = {
+                "scheduler": self.lr_schedule_factory(optimizer),
+                "interval": "step",
+            }
+        if not prior:
+            return configured if len(configured) > 1 else optimizer
+        return [configured, {"optimizer": self.prior_optimizer_factory(prior)}]
 
     # Non-finite losses --------------------------------------------------------------------
     # On the CPU, reading a tensor's value costs nothing, so every step is checked before its

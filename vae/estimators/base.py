@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vae.validation import InvalidValue
@@ -39,18 +39,33 @@ if TYPE_CHECKING:
 Cost = Callable[[Tensor], Tensor]
 
 
-class Estimator:
-    """Base class; subclasses are dataclasses whose fields are their settings."""
+class Estimator(nn.Module):
+    """Base class. An nn.Module, so that an estimator with state (running averages of the learning
+    signal, a baseline network) saves it in checkpoints and trains its parameters with the model;
+    subclasses take their settings as constructor arguments and list them in settings()."""
 
     name: ClassVar[str]  # what model.estimator= calls it; the one place the name is written
     # Whether the estimator reads the temperature tau (and so the training system anneals one).
     uses_temperature: ClassVar[bool] = True
-    # Whether its gradient is that of the Gumbel-Softmax relaxation at tau: evaluation then also
-    # reports the relaxed ELBO, which is what such an estimator optimizes.
+    # Whether its gradient is that of a relaxation at tau (the Gumbel-Softmax family): evaluation
+    # then also reports the relaxed ELBO, which is what such an estimator optimizes.
     relaxes: ClassVar[bool] = False
+    # Evaluations of the cost (decoder passes) per image and step; a cost gradient counts one more.
+    decoder_passes: int = 1
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments that built this estimator (what its config sets)."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.settings().items())
 
     def check_latent(self, latent: Latent) -> None:
         """Raise vae.validation.InvalidValue if the estimator cannot serve this latent."""
+
+    def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
+        """Called once the shape of one input image is known (when the VAE is built): estimators
+        whose baselines read the inputs (NVIL) build them here."""
 
     def surrogate(
         self,
@@ -58,8 +73,13 @@ class Estimator:
         cost: Cost,
         temperature: float | Tensor | None,
         generator: torch.Generator | None = None,
+        inputs: Tensor | None = None,
     ) -> Tensor:
-        """(*batch,) surrogate whose value estimates E_q[cost] and whose gradient is the estimator's."""
+        """(*batch,) surrogate whose value estimates E_q[cost] and whose gradient is the estimator's.
+
+        inputs: the images (*batch, C, H, W) the cost is evaluated for, for estimators whose
+        baselines read them.
+        """
         raise NotImplementedError
 
 
@@ -78,6 +98,7 @@ class PathwiseEstimator(Estimator):
         cost: Cost,
         temperature: float | Tensor | None,
         generator: torch.Generator | None = None,
+        inputs: Tensor | None = None,
     ) -> Tensor:
         return cost(self.sample(q, temperature, generator))
 
@@ -111,7 +132,7 @@ def build_estimator(
     if name not in available:
         raise InvalidValue("estimator", name, f"must be one of {', '.join(available)}")
     if settings is None:
-        if not isinstance(spec, available[name]):
+        if type(spec) is not available[name]:
             raise InvalidValue("estimator", spec, f"a {name} estimator for another kind of latent")
         return spec
     try:

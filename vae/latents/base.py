@@ -53,6 +53,15 @@ class Latent(nn.Module, ABC):
         """KL(q(z|x) || p(z)) per image, (*batch,), in closed form."""
         return kl_divergence(q, self.prior())
 
+    def prior_parameters(self) -> list[nn.Parameter]:
+        """The parameters of a learned prior (none for a fixed one): the training system can give
+        them an optimizer of their own."""
+        return []
+
+    def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
+        """Called when the VAE is built, with the shape of one input image: a latent whose
+        estimator reads the inputs (NVIL's baseline) passes it on."""
+
     # Training ---------------------------------------------------------------------------
 
     @property
@@ -67,9 +76,16 @@ class Latent(nn.Module, ABC):
         return False
 
     @abstractmethod
-    def expected_cost(self, q: Distribution, cost: Cost, temperature: float | Tensor | None = None) -> Tensor:
+    def expected_cost(
+        self,
+        q: Distribution,
+        cost: Cost,
+        temperature: float | Tensor | None = None,
+        inputs: Tensor | None = None,
+    ) -> Tensor:
         """A per-image surrogate (*batch,) whose value estimates E_q[cost(z)] and whose gradient
-        is the latent's gradient estimate (reparameterization, or its estimator)."""
+        is the latent's gradient estimate (reparameterization, or its estimator); inputs are the
+        images (*batch, C, H, W), for estimators whose baselines read them."""
 
     def relaxed_sample(
         self, q: Distribution, temperature: float, generator: torch.Generator | None = None

@@ -129,9 +129,18 @@ class CategoricalLatent(Latent):
     def relaxes(self) -> bool:
         return self.estimator.relaxes
 
-    def expected_cost(self, q: Distribution, cost: Cost, temperature: float | Tensor | None = None) -> Tensor:
+    def expected_cost(
+        self,
+        q: Distribution,
+        cost: Cost,
+        temperature: float | Tensor | None = None,
+        inputs: Tensor | None = None,
+    ) -> Tensor:
         """The estimator's surrogate for E_q[cost(z)], (*batch,)."""
-        return self.estimator.surrogate(q, cost, temperature)
+        return self.estimator.surrogate(q, cost, temperature, inputs=inputs)
+
+    def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
+        self.estimator.bind_inputs(input_shape)
 
     def relaxed_sample(
         self, q: Distribution, temperature: float, generator: torch.Generator | None = None

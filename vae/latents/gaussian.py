@@ -70,7 +70,13 @@ class GaussianLatent(Latent):
         """p(z) = N(0, I): batch_shape (), event_shape (dim,)."""
         return DiagonalNormal(self._zeros, torch.ones_like(self._zeros))
 
-    def expected_cost(self, q: Distribution, cost: Cost, temperature: float | Tensor | None = None) -> Tensor:
+    def expected_cost(
+        self,
+        q: Distribution,
+        cost: Cost,
+        temperature: float | Tensor | None = None,
+        inputs: Tensor | None = None,
+    ) -> Tensor:
         """cost(z) of one reparameterized sample z = mu + sigma * eps, (*batch,): unbiased in value
         and gradient."""
         return cost(q.rsample())

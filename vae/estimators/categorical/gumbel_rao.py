@@ -14,8 +14,6 @@ log-probabilities (log Z = 0), so no exp can overflow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -25,14 +23,18 @@ from vae.gumbel import check_temperature, exponential_noise, gumbel_max
 from vae.validation import require_positive_int
 
 
-@dataclass
 class GumbelRao(PathwiseEstimator):
-    num_draws: int = 10  # conditional Gumbel draws per sample (the paper's K)
     name = "gumbel_rao"
     relaxes = True
 
-    def __post_init__(self) -> None:
-        require_positive_int("num_draws", self.num_draws)
+    def __init__(self, num_draws: int = 10) -> None:
+        """num_draws: conditional Gumbel draws per sample (the paper's K)."""
+        super().__init__()
+        require_positive_int("num_draws", num_draws)
+        self.num_draws = num_draws
+
+    def settings(self) -> dict[str, int]:
+        return {"num_draws": self.num_draws}
 
     def sample(
         self, q: Distribution, temperature: float | Tensor | None, generator: torch.Generator | None = None

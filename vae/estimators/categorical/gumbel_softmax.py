@@ -7,8 +7,6 @@ the variance grows as tau -> 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -17,7 +15,6 @@ from vae.estimators.base import PathwiseEstimator
 from vae.gumbel import gumbel_softmax
 
 
-@dataclass
 class GumbelSoftmax(PathwiseEstimator):
     name = "gumbel_softmax"
     relaxes = True

@@ -12,8 +12,6 @@ Jacobian with respect to theta is J(pi_1). The authors use tau >= 1 (1.1 to 1.5)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -22,7 +20,6 @@ from vae.estimators.base import PathwiseEstimator, straight_through
 from vae.gumbel import check_temperature, gumbel_max
 
 
-@dataclass
 class ReinMax(PathwiseEstimator):
     name = "reinmax"
 

@@ -6,8 +6,6 @@ Categorical(softmax theta). Backward: the gradient of softmax((theta + G) / tau)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -16,7 +14,6 @@ from vae.estimators.base import PathwiseEstimator
 from vae.gumbel import gumbel_softmax
 
 
-@dataclass
 class STGumbel(PathwiseEstimator):
     name = "st_gumbel"
     relaxes = True

@@ -6,8 +6,6 @@ softmax(theta / tau), a deterministic function of theta (no noise in the backwar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -16,7 +14,6 @@ from vae.estimators.base import PathwiseEstimator, straight_through
 from vae.gumbel import check_temperature, gumbel_max
 
 
-@dataclass
 class StraightThrough(PathwiseEstimator):
     name = "straight_through"
 

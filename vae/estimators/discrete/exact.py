@@ -7,7 +7,6 @@ truth against which vae.diagnose measures every other estimator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,12 +20,12 @@ if TYPE_CHECKING:
     from vae.latents.base import Latent
 
 
-@dataclass
 class Exact(Estimator):
     name = "exact"
     uses_temperature = False
 
     def check_latent(self, latent: Latent) -> None:
+        self.decoder_passes = latent.num_codes or 0
         if not latent.can_enumerate:
             raise InvalidValue(
                 "estimator",
@@ -41,6 +40,7 @@ class Exact(Estimator):
         cost: Cost,
         temperature: float | Tensor | None,
         generator: torch.Generator | None = None,
+        inputs: Tensor | None = None,
     ) -> Tensor:
         codes = q.enumerate_support(expand=False)  # (C, 1, ..., 1, *event)
         log_q = q.log_prob(codes)  # (C, *batch): log q(c|x)

@@ -12,8 +12,6 @@ q(z|x) samples codes and scores them (log_prob).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -22,16 +20,22 @@ from vae.estimators.base import Cost, Estimator
 from vae.validation import require
 
 
-@dataclass
 class ReinforceLOO(Estimator):
-    num_samples: int = 4  # codes per image; the baseline needs at least 2
     name = "reinforce_loo"
     uses_temperature = False
 
-    def __post_init__(self) -> None:
-        n = self.num_samples
-        ok = isinstance(n, int) and not isinstance(n, bool) and n >= 2
-        require(ok, "num_samples", n, "must be an integer >= 2 (the leave-one-out baseline needs two)")
+    def __init__(self, num_samples: int = 4) -> None:
+        """num_samples: codes per image; the baseline needs at least 2."""
+        super().__init__()
+        ok = isinstance(num_samples, int) and not isinstance(num_samples, bool) and num_samples >= 2
+        require(
+            ok, "num_samples", num_samples, "must be an integer >= 2 (the leave-one-out baseline needs two)"
+        )
+        self.num_samples = num_samples
+        self.decoder_passes = num_samples
+
+    def settings(self) -> dict[str, int]:
+        return {"num_samples": self.num_samples}
 
     def surrogate(
         self,
@@ -39,6 +43,7 @@ class ReinforceLOO(Estimator):
         cost: Cost,
         temperature: float | Tensor | None,
         generator: torch.Generator | None = None,
+        inputs: Tensor | None = None,
     ) -> Tensor:
         S = self.num_samples
         z = q.sample((S,), generator=generator)  # (S, *batch, *event), exact, no gradient
