@@ -27,7 +27,7 @@ from vae.estimators import Estimator, build_estimator
 from vae.estimators.categorical import GumbelRao
 from vae.estimators.categorical.gumbel_rao import conditional_gumbel
 from vae.gumbel import gumbel_max
-from vae.latents import CategoricalLatent, OneHotCategoricals
+from vae.latents import BernoulliLatent, CategoricalLatent, OneHotCategoricals
 from vae.validation import InvalidValue
 
 ESTIMATORS = CategoricalLatent.estimators
@@ -307,17 +307,23 @@ def test_bad_settings_are_refused():
         GumbelRao(num_draws=0)
 
 
-def test_every_estimator_has_a_config_with_its_default_settings():
+@pytest.mark.parametrize("latent", [CategoricalLatent, BernoulliLatent])
+def test_every_estimator_has_a_config_with_its_default_settings(latent):
     # model.estimator=NAME builds the class defaults, model/estimator=NAME the config file:
-    # both must give the same estimator.
+    # both must give the same estimator, for every latent that has it.
     files = {p.stem for p in (CONFIGS / "model" / "estimator").glob("*.yaml")}
-    assert files == set(ESTIMATORS)
+    assert set(latent.estimators) <= files
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        for name, cls in ESTIMATORS.items():
+        for name, cls in latent.estimators.items():
             node = compose("train", overrides=[f"model/estimator={name}"]).model.estimator
-            built = build_estimator(instantiate(node, _convert_="all"), ESTIMATORS)
+            built = build_estimator(instantiate(node, _convert_="all"), latent.estimators)
             assert isinstance(built, Estimator) and type(built) is cls
-            assert built.settings() == cls().settings() == as_estimator(name).settings()
+            assert built.settings() == cls().settings() == build_estimator(name, latent.estimators).settings()
+
+
+def test_every_estimator_config_serves_some_latent():
+    files = {p.stem for p in (CONFIGS / "model" / "estimator").glob("*.yaml")}
+    assert files == set(CategoricalLatent.estimators) | set(BernoulliLatent.estimators)
 
 
 def test_an_unknown_setting_is_named():

@@ -8,12 +8,13 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
-from vae.latents import MAX_ENUMERATED_CODES, CategoricalLatent, GaussianLatent, Latent
+from vae.latents import MAX_ENUMERATED_CODES, BernoulliLatent, CategoricalLatent, GaussianLatent, Latent
 from vae.validation import InvalidValue
 
 LATENTS = {
     "gaussian": lambda: GaussianLatent(dim=5),
     "categorical": lambda: CategoricalLatent(num_variables=3, num_classes=4),
+    "bernoulli": lambda: BernoulliLatent(num_latents=5, prior="learned"),
 }
 
 

@@ -7,10 +7,12 @@ it from the families it accepts (Latent.estimators).
 """
 
 from vae.estimators.base import Cost, Estimator, PathwiseEstimator, build_estimator, straight_through
+from vae.estimators.binary import BINARY_ESTIMATORS
 from vae.estimators.categorical import CATEGORICAL_ESTIMATORS
 from vae.estimators.discrete import DISCRETE_ESTIMATORS
 
 __all__ = [
+    "BINARY_ESTIMATORS",
     "CATEGORICAL_ESTIMATORS",
     "DISCRETE_ESTIMATORS",
     "Cost",

@@ -16,10 +16,13 @@ The cost takes z of shape (*sample, *batch, *event) (sample dims first: an estim
 several z per image) and returns (*sample, *batch). The surrogate has shape (*batch,).
 
 Estimators are grouped by the latent family they serve: vae/estimators/categorical/ (one-hot
-codes: the Gumbel-Softmax family, straight-through, ReinMax) and vae/estimators/discrete/ (any
-latent whose q can sample, score and enumerate codes: REINFORCE, exact). A latent lists the
-families it accepts (Latent.estimators). To add an estimator: one file in its family's folder, one
-line in that folder's __init__.py, and one config in configs/model/estimator/.
+codes: the Gumbel-Softmax family, straight-through, ReinMax), vae/estimators/binary/ (Bernoulli
+codes: the binary Concrete, straight-through, ARM, DisARM) and vae/estimators/discrete/ (any
+latent whose q can sample, score and enumerate codes: the score-function family, exact). A
+latent lists the families it accepts (Latent.estimators); the same name may mean each family's
+own form (gumbel_softmax: softmax for a categorical, the binary Concrete for a Bernoulli). To
+add an estimator: one file in its family's folder, one line in that folder's __init__.py, and
+one config in configs/model/estimator/.
 """
 
 from __future__ import annotations

@@ -5,11 +5,14 @@ needs any) in vae/estimators/<family>/, and a config in configs/model/.
 """
 
 from vae.latents.base import MAX_ENUMERATED_CODES, Latent
+from vae.latents.bernoulli import BernoulliLatent, IndependentBernoullis
 from vae.latents.categorical import CategoricalLatent, OneHotCategoricals
 from vae.latents.gaussian import DiagonalNormal, GaussianLatent
 
 __all__ = [
     "MAX_ENUMERATED_CODES",
+    "BernoulliLatent",
+    "IndependentBernoullis",
     "CategoricalLatent",
     "DiagonalNormal",
     "GaussianLatent",
