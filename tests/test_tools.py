@@ -113,10 +113,10 @@ def test_diagnose_prints_its_table_with_a_header(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     header = lines.index(
-        "| estimator | τ | cosine | bias | rel_error | noise_floor | variance | rel_variance |"
+        "| estimator | τ | passes | cosine | bias | rel_error | noise_floor | variance | rel_variance |"
     )
-    assert lines[header + 2].startswith("| gumbel_softmax | 1 |")
-    assert lines[header + 3].startswith("| reinforce_loo | – |")
+    assert lines[header + 2].startswith("| gumbel_softmax | 1 | 1 |")
+    assert lines[header + 3].startswith("| reinforce_loo | – | 4 |")  # its 4 samples: 4 decoder passes
 
 
 def test_the_readme_notebook_snippet_runs_as_pasted(categorical_ckpt, capsys):

@@ -9,7 +9,7 @@ images, take the gradient of the batch's mean -ELBO with respect to the encoder'
     g_r    = estimator's gradient from draw r = 1..R, at each tau of a grid
     g_bar  = mean_r g_r
 
-and report, per estimator and tau,
+and report, per estimator and tau, beside its cost (decoder passes per image and step),
 
     cosine          cos(g_bar, g)                       1 is unbiased in direction
     rel_error       |g_bar - g| / |g|                   the bias, plus Monte-Carlo noise:
@@ -101,7 +101,9 @@ def _per_draw_gradients(
     for start in range(0, draws, chunk):
         rows = params.expand(min(chunk, draws - start), *params.shape).clone().requires_grad_()  # (R, B, P)
         q = model.latent.posterior(rows)  # batch_shape (R, B)
-        recon = estimator.surrogate(q, lambda z: -model.decode(z).log_prob(x), tau, generator)  # (R, B)
+        recon = estimator.surrogate(
+            q, lambda z: -model.decode(z).log_prob(x), tau, generator, inputs=x
+        )  # (R, B)
         kl = model.latent.kl(q)  # (R, B)
         ((recon + kl).mean(-1).sum()).backward()
         grads.append(rows.grad)
@@ -150,7 +152,12 @@ def diagnose(cfg: DictConfig) -> dict[str, Any]:
         for tau in taus if estimator.uses_temperature else [None]:
             grads = _per_draw_gradients(model, x, params, estimator, tau, cfg.num_draws, cfg.chunk, cfg.seed)
             rows.append(
-                {"estimator": name, "tau": None if tau is None else float(tau), **_statistics(grads, exact)}
+                {
+                    "estimator": name,
+                    "tau": None if tau is None else float(tau),
+                    "decoder_passes": estimator.decoder_passes,
+                    **_statistics(grads, exact),
+                }
             )
             print(_format_row(rows[-1]), flush=True)
 
@@ -183,6 +190,8 @@ def _estimators(names: list[str] | None, model: VAE, reference: bool = False) ->
             )
         try:
             built[name] = build_estimator(name, available)
+            built[name].bind_inputs(model.image_shape)  # NVIL: a baseline network, untrained
+            built[name].to(next(model.parameters()).device).eval()  # running averages stay put
         except InvalidValue:
             allowed = ", ".join(n for n in available if n != REFERENCE)
             raise ConfigError(
@@ -200,15 +209,16 @@ def _default_output_dir(cfg: DictConfig) -> Path:
 
 
 _HEADER = (
-    "| estimator | τ | cosine | bias | rel_error | noise_floor | variance | rel_variance |\n"
-    "|---|---|---|---|---|---|---|---|"
+    "| estimator | τ | passes | cosine | bias | rel_error | noise_floor | variance | rel_variance |\n"
+    "|---|---|---|---|---|---|---|---|---|"
 )
 
 
 def _format_row(row: dict[str, Any]) -> str:
     tau = "–" if row["tau"] is None else f"{row['tau']:g}"
     return (
-        f"| {row['estimator']} | {tau} | {row['cosine']:.4f} | {row['bias']:.4f} | {row['rel_error']:.4f}"
+        f"| {row['estimator']} | {tau} | {row['decoder_passes']} | {row['cosine']:.4f} | {row['bias']:.4f}"
+        f" | {row['rel_error']:.4f}"
         f" | {row['noise_floor']:.4f} | {row['variance']:.4g} | {row['rel_variance']:.4g} |"
     )
 

@@ -70,6 +70,19 @@ class Latent(nn.Module, ABC):
         return False
 
     @property
+    def estimator_name(self) -> str:
+        """The gradient estimator training uses, by name ("reparameterization" without one)."""
+        estimator = getattr(self, "estimator", None)
+        return "reparameterization" if estimator is None else estimator.name
+
+    @property
+    def decoder_passes(self) -> int:
+        """Decoder passes per image in a training step: the estimator's cost, for comparisons at
+        equal compute (a gradient of the cost at a point counts as one more pass)."""
+        estimator = getattr(self, "estimator", None)
+        return 1 if estimator is None else estimator.decoder_passes
+
+    @property
     def relaxes(self) -> bool:
         """Whether training follows the gradient of a relaxed z (at tau): evaluation then also
         reports the relaxed ELBO, the objective such training optimizes."""

@@ -1,0 +1,127 @@
+"""The score-function family (SF, NVIL, DARN, MuProp) on both discrete latents: unbiased ones
+against the enumerated exact gradient, DARN against its closed-form expectation, and the
+variance normalization's behaviour."""
+
+import math
+
+import pytest
+import torch
+
+from vae.estimators import build_estimator
+from vae.estimators.discrete.score_function import RunningNormalizer
+from vae.latents import BernoulliLatent, CategoricalLatent, IndependentBernoullis, OneHotCategoricals
+
+# Two small latents: 3 bits, and 2 variables of 3 classes; a cost no linearization gets right.
+CASES = {
+    "bernoulli": (IndependentBernoullis, torch.tensor([1.2, -0.4, 0.3]), BernoulliLatent.estimators),
+    "categorical": (
+        OneHotCategoricals,
+        torch.tensor([[1.5, 0.0, -1.0], [0.3, -0.5, 0.8]]),
+        CategoricalLatent.estimators,
+    ),
+}
+W = torch.tensor([0.8, -1.3, 0.5, 0.2, 1.1, -0.6])
+U = torch.tensor([-0.7, 0.9, 1.1, 0.4, -0.3, 0.5])
+INPUT_SHAPE = (1, 2, 2)
+
+
+def _cost(z: torch.Tensor, event_dims: int) -> torch.Tensor:
+    flat = z.flatten(z.dim() - event_dims)
+    w, u = W[: flat.shape[-1]], U[: flat.shape[-1]]
+    return (flat @ w) ** 2 + 3 * torch.sin(2 * (flat @ u))
+
+
+def _exact_gradient(case: str) -> torch.Tensor:
+    family, logits, estimators = CASES[case]
+    leaf = logits.clone().requires_grad_()
+    q = family(leaf)
+    exact = build_estimator("exact", estimators)
+    exact.surrogate(q, lambda z: _cost(z, len(q.event_shape)), None).backward()
+    return leaf.grad
+
+
+def _draws(case: str, name: str, draws: int, seed: int, cost=_cost, **settings) -> torch.Tensor:
+    """Per-draw gradients (draws, *logits.shape): one leaf row per draw, one batched call."""
+    family, logits, estimators = CASES[case]
+    rows = logits.expand(draws, *logits.shape).clone().requires_grad_()
+    estimator = build_estimator({"name": name, **settings}, estimators)
+    estimator.bind_inputs(INPUT_SHAPE)
+    inputs = torch.rand(draws, *INPUT_SHAPE, generator=torch.Generator().manual_seed(seed))
+    q = family(rows)
+    f = lambda z: cost(z, len(q.event_shape))  # noqa: E731
+    estimator.surrogate(q, f, None, torch.Generator().manual_seed(seed), inputs=inputs).sum().backward()
+    return rows.grad
+
+
+def _assert_mean_matches(grads: torch.Tensor, reference: torch.Tensor, z: float = 5.0) -> None:
+    mean, stderr = grads.mean(0), grads.std(0) / math.sqrt(len(grads))
+    deviation = ((mean - reference) / stderr.clamp_min(1e-12)).abs()
+    assert (deviation < z).all(), f"mean {mean}, reference {reference}, |z| {deviation}"
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("name", ["reinforce", "nvil", "muprop"])
+def test_unbiased_score_function_estimators_match_the_exact_gradient(case, name):
+    grads = _draws(case, name, 80_000, seed=1, normalize=False)
+    _assert_mean_matches(grads, _exact_gradient(case))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_darn_is_biased_and_matches_its_closed_form_expectation(case):
+    # E[DARN] = grad E[f] - f'(z_bar) . grad mu: its baseline depends on z, and the correction
+    # that would remove that term is left out.
+    family, logits, _ = CASES[case]
+    grads = _draws(case, "darn", 80_000, seed=2, normalize=False)
+    with pytest.raises(AssertionError):
+        _assert_mean_matches(grads, _exact_gradient(case))
+    leaf = logits.clone().requires_grad_()
+    q = family(leaf)
+    z_bar = type(q)(torch.zeros_like(q.logits)).mean.clone().requires_grad_()
+    (slope,) = torch.autograd.grad(_cost(z_bar, len(q.event_shape)), z_bar)
+    (correction,) = torch.autograd.grad((slope * q.mean).sum(), leaf)
+    _assert_mean_matches(grads, _exact_gradient(case) - correction)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_baselines_cut_the_variance_of_the_plain_score_function(case):
+    # A cost far from 0 and nearly linear, as -log p(x|z) is for a trained decoder: SF pays for the
+    # offset, MuProp's expansion removes most of it.
+    def cost(z, event_dims):
+        return 100 + _cost(z, event_dims) / 10
+
+    sf = _draws(case, "reinforce", 20_000, seed=3, cost=cost, normalize=False).var(0).sum()
+    muprop = _draws(case, "muprop", 20_000, seed=3, cost=cost, normalize=False).var(0).sum()
+    assert muprop < 0.01 * sf
+
+
+def test_variance_normalization_divides_by_the_running_std_in_training_only():
+    normalizer = RunningNormalizer(enabled=True, decay=0.5)
+    signal = torch.tensor([0.0, 20.0, 40.0])  # variance 400
+    torch.testing.assert_close(normalizer(signal), signal / math.sqrt(200.0))  # 0.5 * 0 + 0.5 * 400
+    torch.testing.assert_close(normalizer(signal), signal / math.sqrt(300.0))  # 0.5 * 200 + 0.5 * 400
+    normalizer.eval()
+    torch.testing.assert_close(normalizer(signal), signal / math.sqrt(300.0))  # frozen
+    assert normalizer.variance.item() == pytest.approx(300.0)
+    small = RunningNormalizer(enabled=True, decay=0.5)
+    torch.testing.assert_close(small(torch.tensor([0.1, 0.2])), torch.tensor([0.1, 0.2]))  # max(1, std)
+    off = RunningNormalizer(enabled=False)
+    assert torch.equal(off(signal), signal)
+
+
+def test_nvil_trains_its_baseline_towards_the_centred_cost():
+    _, logits, estimators = CASES["bernoulli"]
+    nvil = build_estimator("nvil", estimators)
+    nvil.bind_inputs(INPUT_SHAPE)
+    optimizer = torch.optim.Adam(nvil.parameters(), lr=1e-2)
+    inputs = torch.rand(256, *INPUT_SHAPE, generator=torch.Generator().manual_seed(4))
+    target = inputs.flatten(1).sum(-1) * 10  # a cost that depends on the image only
+    losses = []
+    for _ in range(300):
+        q = IndependentBernoullis(logits.expand(256, 3).clone().requires_grad_())
+        surrogate = nvil.surrogate(q, lambda z, t=target: t + 0 * z.sum(-1), None, inputs=inputs)
+        optimizer.zero_grad()
+        surrogate.sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            losses.append(((target - nvil.cost_mean - nvil.baseline(inputs).squeeze(-1)) ** 2).mean().item())
+    assert losses[-1] < 0.05 * losses[0]

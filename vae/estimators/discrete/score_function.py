@@ -1,0 +1,60 @@
+"""What the score-function estimators share (Jang et al. 2017, section 3.2; Mnih & Gregor 2014).
+
+Each draws one exact z ~ q(z|x) and forms the surrogate
+
+    s = f(z) + L * (log q(z|x) - stop_grad(log q(z|x)))
+
+whose value is f(z) and whose gradient is L * grad log q(z|x) with respect to q's parameters (and
+the plain Monte-Carlo gradient through f's own parameters, the decoder's). They differ in the
+learning signal L = f(z) - baseline. Variance normalization (Jang et al. found it necessary for
+SF, DARN and MuProp) divides L by max(1, sigma), sigma^2 a running average of L's variance:
+a rescaling of the step, the same for every coordinate, so the gradient keeps its direction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from vae.validation import require
+
+
+def event_sum(values: Tensor, q: Distribution) -> Tensor:
+    """Sum over q's event dimensions: (*batch, *event) -> (*batch,)."""
+    return values.flatten(values.dim() - len(q.event_shape)).sum(-1)
+
+
+def score_term(signal: Tensor, log_q: Tensor) -> Tensor:
+    """Value 0; gradient signal * grad log q (signal carries no gradient)."""
+    return signal.detach() * (log_q - log_q.detach())
+
+
+def taylor_baseline(q: Distribution, cost, z: Tensor, point: Tensor) -> tuple[Tensor, Tensor]:
+    """The first-order expansion of the cost at `point`: f(point) + f'(point) . (z - point), and
+    f'(point) (*batch, *event); one more decoder pass and its backward, no gradient to anything."""
+    point = point.detach().requires_grad_()
+    with torch.enable_grad():
+        value = cost(point)
+        (slope,) = torch.autograd.grad(value.sum(), point)
+    return value.detach() + event_sum(slope * (z - point.detach()), q), slope
+
+
+class RunningNormalizer(nn.Module):
+    """Divides a learning signal by max(1, sigma), sigma^2 an exponential running average (decay)
+    of its variance over the batch; the average moves only in training mode. Disabled: identity."""
+
+    def __init__(self, enabled: bool = True, decay: float = 0.8) -> None:
+        super().__init__()
+        ok = isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0 <= decay < 1
+        require(ok, "decay", decay, "must be a number in [0, 1)")
+        self.enabled, self.decay = enabled, float(decay)
+        self.register_buffer("variance", torch.zeros(()))
+
+    def forward(self, signal: Tensor) -> Tensor:
+        if not self.enabled:
+            return signal
+        if self.training and signal.numel() > 1:
+            batch_variance = signal.detach().float().var()
+            self.variance.mul_(self.decay).add_((1 - self.decay) * batch_variance)
+        return signal / self.variance.sqrt().clamp_min(1.0)
