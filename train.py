@@ -252,6 +252,8 @@ def fit_and_test(run: Run) -> dict[str, Any]:
             validation=_validation_cadence(cfg, best),
             epochs=trainer.current_epoch,
             tau=system.tau,
+            estimator=system.model.latent.estimator_name,
+            decoder_passes=system.model.latent.decoder_passes,
             seed=cfg.seed,
             hardware=_hardware(trainer),
         )

@@ -300,3 +300,24 @@ def test_a_run_shorter_than_two_epochs_validates_every_tenth_of_its_steps(make_c
     assert train.train(make_config(["trainer.max_epochs=2", "logger=none"], "two"))["validation"] == (
         "best of validations each epoch"
     )
+
+
+@pytest.mark.parametrize("model", [["model=categorical"], ["model=bernoulli", "model.estimator=arm"]])
+def test_the_gradient_variance_callback_logs_and_leaves_training_alone(make_config, tmp_path, model):
+    run = [*SHORT, *model, "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
+    measured = train.train(
+        make_config(
+            [*run, "callbacks=gradient_variance", "callbacks.gradient_variance.every_n_steps=6"], "with"
+        )
+    )
+    plain = train.train(make_config(run, "without"))
+    rows = _csv_rows(tmp_path / "with")
+    logged = {
+        int(r["step"]): float(r["train/encoder_grad_variance"])
+        for r in rows
+        if r.get("train/encoder_grad_variance")
+    }
+    assert sorted(logged) == [6, 12, 18, 24, 30, 36] and all(v > 0 for v in logged.values())
+    losses = lambda name: [r["train/neg_elbo"] for r in _csv_rows(tmp_path / name) if r.get("train/neg_elbo")]  # noqa: E731
+    assert losses("with") == losses("without")  # the measurement draws from a fork of the stream
+    assert measured["val/neg_elbo"] == plain["val/neg_elbo"]

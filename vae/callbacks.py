@@ -78,3 +78,62 @@ class ImageGrids(L.Callback):
                         caption=[f"epoch {trainer.current_epoch}"],
                         step=trainer.global_step,
                     )
+
+
+class GradientVariance(L.Callback):
+    """The variance of the training gradient with respect to the encoder's parameters, logged
+    along training (as the ARM and DisARM papers plot it), for any latent and estimator.
+
+    Every `every_n_steps` steps: `num_draws` gradients of the training loss on one fixed batch
+    (the first `batch_size` validation images) at the current weights and tau, each with its own
+    noise; logged as train/encoder_grad_variance (the per-parameter variance over draws,
+    averaged over the encoder's parameters) and train/encoder_grad_norm2 (the squared norm of
+    their mean), at that step. The draws come from a fork of the random stream (training's stream
+    is untouched, so a run is the same with or without this callback) and with the model in eval
+    mode (an estimator's running averages do not move). Costs num_draws forward and backward
+    passes on batch_size images every every_n_steps steps.
+    """
+
+    def __init__(self, every_n_steps: int = 500, num_draws: int = 10, batch_size: int = 100) -> None:
+        from vae.validation import require, require_positive_int
+
+        require_positive_int("every_n_steps", every_n_steps)
+        require(
+            isinstance(num_draws, int) and not isinstance(num_draws, bool) and num_draws >= 2,
+            "num_draws",
+            num_draws,
+            "must be an integer >= 2",
+        )
+        require_positive_int("batch_size", batch_size)
+        self.every_n_steps, self.num_draws, self.batch_size = every_n_steps, num_draws, batch_size
+
+    def measure(self, pl_module: VAETraining, x: torch.Tensor, step: int) -> dict[str, float]:
+        model = pl_module.model
+        params = [p for p in model.encoder.parameters() if p.requires_grad]
+        tau = pl_module.tau_at(step)
+        was_training = model.training
+        model.eval()
+        devices = [x.device] if x.device.type == "cuda" else []
+        grads = []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            torch.manual_seed(step)
+            for _ in range(self.num_draws):
+                loss = model.training_terms(x, tau)["neg_elbo"].mean()
+                grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
+        model.train(was_training)
+        stacked = torch.stack(grads)  # (num_draws, encoder parameters)
+        return {
+            "train/encoder_grad_variance": stacked.var(0).mean().item(),
+            "train/encoder_grad_norm2": stacked.mean(0).pow(2).sum().item(),
+        }
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: VAETraining, outputs, batch, batch_idx
+    ) -> None:
+        step = trainer.global_step
+        if step % self.every_n_steps or trainer.datamodule is None:
+            return
+        x = trainer.datamodule.val_images[: self.batch_size].to(pl_module.device)
+        numbers = self.measure(pl_module, x, step)
+        for logger in trainer.loggers:
+            logger.log_metrics(numbers, step=step)
