@@ -153,6 +153,8 @@ def prepare(cfg: DictConfig) -> Run:
     if cfg.compile:
         system.compile_training()
     datamodule.prepare_data()  # the data on disk (or downloaded) before a run directory is written
+    if system.model.wants_data_mean and cfg.ckpt_path is None:  # a resumed run has them in its weights
+        system.model.adapt_to_data(datamodule.train_mean())
     _validate_often_enough(cfg, datamodule)
     loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
     callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]

@@ -54,6 +54,18 @@ class VAE(nn.Module):
         self.step = 0
         self.tau: float | None = None
 
+    @property
+    def wants_data_mean(self) -> bool:
+        """Whether a block adapts to the training images' mean (adapt_to_data)."""
+        return any(getattr(block, "wants_data_mean", False) for block in (self.encoder, self.decoder))
+
+    def adapt_to_data(self, mean_image: Tensor) -> None:
+        """Pass the training images' mean (C, H, W) to the blocks that use it: an encoder that
+        centres its input, a decoder whose output bias starts at logit(mean)."""
+        for block in (self.encoder, self.decoder):
+            if getattr(block, "wants_data_mean", False):
+                block.adapt_to_data(mean_image.to(next(block.parameters()).device))
+
     def encode(self, x: Tensor) -> Distribution:
         """q(z|x) for binarized images x (B, C, H, W): batch_shape (B,)."""
         return self.latent.posterior(self.encoder(x))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from vae.validation import require, require_positive_int
@@ -21,20 +22,48 @@ from vae.validation import require, require_positive_int
 MNIST_SHAPE = (1, 28, 28)
 
 
-def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
-    """Linear layers between consecutive sizes, ReLU between them and none after the last."""
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.3),  # the slope of the ARM and DisARM benchmarks
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def _mlp(sizes: Sequence[int], activation: str = "relu") -> list[nn.Module]:
+    """Linear layers between consecutive sizes, the activation between them and none after the last."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(ACTIVATIONS[activation]())
     return layers
 
 
-def _check_sizes(name: str, sizes: Sequence[int]) -> None:
-    require(len(sizes) > 0, name, list(sizes), "must list at least one hidden size")
+def _check_sizes(name: str, sizes: Sequence[int], allow_none: bool = False) -> None:
+    allowed = (
+        "must list hidden sizes (an empty list: a linear map)"
+        if allow_none
+        else "must list at least one size"
+    )
+    require(allow_none or len(sizes) > 0, name, list(sizes), allowed)
     for size in sizes:
         require_positive_int(name, size)
+
+
+def _check_activation(activation: str) -> None:
+    require(activation in ACTIVATIONS, "activation", activation, f"one of {', '.join(ACTIVATIONS)}")
+
+
+class Center(nn.Module):
+    """x - mean, the mean image a buffer (set from the training data by adapt_to_data)."""
+
+    def __init__(self, image_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(tuple(image_shape)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x - self.mean
 
 
 def _check_halvable_twice(image_shape: Sequence[int]) -> None:
@@ -44,17 +73,31 @@ def _check_halvable_twice(image_shape: Sequence[int]) -> None:
 
 
 class MLPEncoder(nn.Sequential):
-    """(B, C, H, W) images -> (B, out_features) latent parameters."""
+    """(B, C, H, W) images -> (B, out_features) latent parameters.
+
+    hidden_sizes: [] for a linear map; activation: between the layers; center_input: subtract the
+    training images' mean (set by adapt_to_data), as the ARM and DisARM benchmarks do.
+    """
 
     def __init__(
         self,
         out_features: int,
         hidden_sizes: Sequence[int] = (512, 256),
         image_shape: Sequence[int] = MNIST_SHAPE,
+        activation: str = "relu",
+        center_input: bool = False,
     ) -> None:
-        _check_sizes("hidden_sizes", hidden_sizes)
+        _check_sizes("hidden_sizes", hidden_sizes, allow_none=True)
+        _check_activation(activation)
         c, h, w = image_shape
-        super().__init__(nn.Flatten(), *_mlp([c * h * w, *hidden_sizes, out_features]))
+        centre = [Center(image_shape)] if center_input else []
+        super().__init__(*centre, nn.Flatten(), *_mlp([c * h * w, *hidden_sizes, out_features], activation))
+        self.wants_data_mean = center_input
+
+    def adapt_to_data(self, mean_image: Tensor) -> None:
+        """Centre the inputs on the training images' mean (C, H, W), if center_input."""
+        if self.wants_data_mean:
+            self[0].mean.copy_(mean_image)
 
 
 class MLPDecoder(nn.Module):
@@ -65,12 +108,23 @@ class MLPDecoder(nn.Module):
         in_features: int,
         hidden_sizes: Sequence[int] = (256, 512),
         image_shape: Sequence[int] = MNIST_SHAPE,
+        activation: str = "relu",
+        output_bias_from_data: bool = False,
     ) -> None:
+        """output_bias_from_data: start the output layer's bias at logit(mean pixel) of the
+        training images (set by adapt_to_data), as the ARM and DisARM benchmarks do."""
         super().__init__()
-        _check_sizes("hidden_sizes", hidden_sizes)
+        _check_sizes("hidden_sizes", hidden_sizes, allow_none=True)
+        _check_activation(activation)
         self.image_shape = tuple(image_shape)
         c, h, w = self.image_shape
-        self.net = nn.Sequential(*_mlp([in_features, *hidden_sizes, c * h * w]))
+        self.net = nn.Sequential(*_mlp([in_features, *hidden_sizes, c * h * w], activation))
+        self.wants_data_mean = output_bias_from_data
+
+    def adapt_to_data(self, mean_image: Tensor) -> None:
+        if self.wants_data_mean:
+            probs = mean_image.flatten().clamp(1e-3, 1 - 1e-3)
+            self.net[-1].bias.data.copy_(torch.log(probs) - torch.log1p(-probs))
 
     def forward(self, code: Tensor) -> Tensor:
         return self.net(code).view(-1, *self.image_shape)  # (B, C, H, W)

@@ -33,7 +33,7 @@ import yaml
 SEED_KEYS = ("seed",)
 IGNORED_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir")  # where a run was, not what it was
 REPORTED = ("test/neg_elbo", "test/nll_iw", "val/neg_elbo", "test/neg_elbo_relaxed", "test/kl", "epochs")
-README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+CURVES = ("val/neg_elbo", "train/tau", "train/neg_elbo", "train/encoder_grad_variance")
 
 
 @dataclass
@@ -43,10 +43,29 @@ class Run:
     status: str  # done | failed | running
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
-    val_curve: dict[int, float] = field(default_factory=dict)  # step -> val/neg_elbo
-    tau_curve: dict[int, float] = field(default_factory=dict)  # step -> train/tau
+    curves: dict[str, dict[int, float]] = field(default_factory=dict)  # metric -> {step: value}
+    epochs: dict[int, int] = field(default_factory=dict)  # step -> epoch of the logged train rows
     configuration: str = ""  # the overrides that vary across the sweep, less the seed
     published: dict = field(default_factory=dict)  # the config's `published` node, if any
+
+    @property
+    def val_curve(self) -> dict[int, float]:
+        return self.curves.get("val/neg_elbo", {})
+
+    @property
+    def tau_curve(self) -> dict[int, float]:
+        return self.curves.get("train/tau", {})
+
+    def last_epoch_train_neg_elbo(self) -> float:
+        """The training -ELBO (one sample per image) averaged over the rows of the last epoch."""
+        train = self.curves.get("train/neg_elbo", {})
+        last = max((self.epochs.get(step, -1) for step in train), default=-1)
+        values = [v for step, v in train.items() if self.epochs.get(step, -1) == last]
+        return statistics.fmean(values) if values else math.nan
+
+    def last(self, metric: str) -> float:
+        curve = self.curves.get(metric, {})
+        return curve[max(curve)] if curve else math.nan
 
 
 def _key(override: str) -> str:
@@ -61,33 +80,38 @@ def shared_overrides(runs: list[Run]) -> list[str]:
     return sorted(common)
 
 
-def _curves_from_csv(path: Path) -> tuple[dict[int, float], dict[int, float]]:
-    val, tau = {}, {}
+def _curves_from_csv(path: Path) -> tuple[dict[str, dict[int, float]], dict[int, int]]:
+    curves: dict[str, dict[int, float]] = {name: {} for name in CURVES}
+    epochs: dict[int, int] = {}
     with open(path) as f:
-        for row in csv.DictReader(f):
-            step = int(row["step"]) if row.get("step") else None
-            if step is None:
+        for row in csv.DictReader(f):  # a step logged twice (a resumed run) keeps its last row
+            if not row.get("step"):
                 continue
-            if row.get("val/neg_elbo"):
-                val[step] = float(row["val/neg_elbo"])
-            if row.get("train/tau"):
-                tau[step] = float(row["train/tau"])
-    return val, tau
+            step = int(row["step"])
+            for name in CURVES:
+                if row.get(name):
+                    curves[name][step] = float(row[name])
+            if row.get("epoch") and row.get("train/neg_elbo"):
+                epochs[step] = int(float(row["epoch"]))
+    return curves, epochs
 
 
-def _curves_from_wandb(path: Path) -> tuple[dict[int, float], dict[int, float]]:
+def _curves_from_wandb(paths: list[Path]) -> tuple[dict[str, dict[int, float]], dict[int, int]]:
     from vae.wandb_records import history
 
-    val, tau = {}, {}
-    for row in history(path):
-        step = row.get("trainer/global_step")
-        if step is None:
-            continue
-        if "val/neg_elbo" in row:
-            val[int(step)] = float(row["val/neg_elbo"])
-        if "train/tau" in row:
-            tau[int(step)] = float(row["train/tau"])
-    return val, tau
+    curves: dict[str, dict[int, float]] = {name: {} for name in CURVES}
+    epochs: dict[int, int] = {}
+    for path in paths:  # every session of the run, in order (a resumed run has several)
+        for row in history(path):
+            step = row.get("trainer/global_step")
+            if step is None:
+                continue
+            for name in CURVES:
+                if name in row:
+                    curves[name][int(step)] = float(row[name])
+            if "epoch" in row and "train/neg_elbo" in row:
+                epochs[int(step)] = int(row["epoch"])
+    return curves, epochs
 
 
 def load_run(path: Path) -> Run:
@@ -103,17 +127,26 @@ def load_run(path: Path) -> Run:
         failure = json.loads((path / "failed.json").read_text())
         run.status, run.error = "failed", f"{failure['error']}: {failure['message']}"
     csv_log = path / "csv" / "metrics.csv"
-    wandb_runs = sorted(path.glob("wandb/*run-*/run-*.wandb"))
+    wandb_runs = sorted(
+        path.glob("wandb/*run-*/run-*.wandb"), key=lambda p: p.parent.name.split("run-", 1)[1]
+    )
     if csv_log.exists():
-        run.val_curve, run.tau_curve = _curves_from_csv(csv_log)
+        run.curves, run.epochs = _curves_from_csv(csv_log)
     elif wandb_runs:
-        run.val_curve, run.tau_curve = _curves_from_wandb(wandb_runs[0])
+        run.curves, run.epochs = _curves_from_wandb(wandb_runs)
     return run
 
 
-def collect(sweep_dir: Path) -> list[Run]:
-    """Every job below sweep_dir, in job order."""
-    jobs = sorted(p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml"))
+def collect(*sweep_dirs: Path) -> list[Run]:
+    """Every job below the sweep directories, in job order; configurations are the overrides that
+    vary across all of them."""
+
+    def job_order(job: Path) -> tuple[float, str]:  # Hydra numbers its jobs 0, 1, ..., 10: numerically
+        return (int(job.name), "") if job.name.isdigit() else (math.inf, job.name)
+
+    jobs = []
+    for d in sweep_dirs:
+        jobs += sorted({p.parent.parent for p in d.rglob(".hydra/overrides.yaml")}, key=job_order)
     runs = [load_run(job) for job in jobs]
     shared = set(shared_overrides(runs))
     for run in runs:
@@ -134,10 +167,11 @@ def summarize(runs: list[Run]) -> list[dict]:
     for run in runs:
         groups[run.configuration].append(run)
     rows = []
-    for configuration, members in groups.items():
+    for first_job, (configuration, members) in enumerate(groups.items()):
         done = [r for r in members if r.status == "done"]
         row = {
             "configuration": configuration,
+            "first_job": first_job,  # the configurations' order in the sweeps
             "done": len(done),
             "failed": sum(r.status == "failed" for r in members),
             "running": sum(r.status == "running" for r in members),
@@ -149,6 +183,19 @@ def summarize(runs: list[Run]) -> list[dict]:
                 {r.metrics.get("validation", "best of validations each epoch") for r in done}
             ),
             "steps": sorted({r.metrics["last_step"] for r in done if "last_step" in r.metrics}),
+            "estimator": sorted(
+                {
+                    f"{r.metrics['estimator']} ({r.metrics['decoder_passes']})"
+                    for r in done
+                    if "estimator" in r.metrics
+                }
+            ),
+            "train_last_epoch": _mean_std(
+                [v for r in done if not math.isnan(v := r.last_epoch_train_neg_elbo())]
+            ),
+            "grad_variance": _mean_std(
+                [v for r in done if not math.isnan(v := r.last("train/encoder_grad_variance"))]
+            ),
         }
         for key in REPORTED:
             row[key] = _mean_std([r.metrics[key] for r in done if key in r.metrics])
@@ -164,9 +211,9 @@ def summarize(runs: list[Run]) -> list[dict]:
     return sorted(rows, key=rank)
 
 
-def _cell(value: tuple[float, float]) -> str:
+def _cell(value: tuple[float, float], spec: str = ".2f") -> str:
     mean, std = value
-    return "–" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
+    return "–" if math.isnan(mean) else f"{mean:{spec}} ± {std:{spec}}"
 
 
 def _published(row: dict) -> str:
@@ -178,39 +225,89 @@ def _published(row: dict) -> str:
     return f"{value} ({metric})" if value is not None else f"not quoted ({published.get('source', '')})"
 
 
-def results_table(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:
-    """The README's results: measured beside published, with what the runs were."""
+def _joined(values: list) -> str:
+    return ", ".join(map(str, values)) or "–"
+
+
+def results_table(rows: list[dict], runs: list[Run], sweep_dirs: list[Path], block: str = "results") -> str:
+    """The README's results: measured beside published, with what the runs were; the train -ELBO
+    and the encoder gradient's variance when the runs logged them."""
+    extra = [
+        (key, title)
+        for key, title in (
+            ("train_last_epoch", "train −ELBO (last epoch)"),
+            ("grad_variance", "encoder grad variance (last)"),
+        )
+        if any(not math.isnan(row[key][0]) for row in rows)
+    ]
+    dirs = " ".join(str(d) for d in sweep_dirs)
     lines = [
-        f"Measured by `python -m vae.report {sweep_dir} --readme README.md` from the runs of"
+        f"Measured by `python -m vae.report {dirs} --readme README.md --block {block}` from the runs of"
         f" `python train.py -m {' '.join(shared_overrides(runs))} <configuration> seed=...`.",
         "Mean ± std over seeds, nats per image, on the test images of the configuration's data, from the"
-        " checkpoint the checkpoint column names; −ELBO with one-hot samples, IW bound with k importance"
-        " samples.",
+        " checkpoint the checkpoint column names; −ELBO with exact (one-hot, binary) samples, IW bound with"
+        " k importance samples; the estimator with its decoder passes per image and step.",
         "",
-        "| configuration | steps | epochs | checkpoint | test −ELBO | test IW bound | published | seeds | k"
-        " | hardware |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | estimator (passes) | steps | epochs | checkpoint | test −ELBO | test IW bound"
+        + "".join(f" | {title}" for _, title in extra)
+        + " | published | seeds | k | hardware |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(extra) + "---|---|---|---|",
     ]
     for row in rows:
         epochs = row["epochs"][0]
         lines.append(
-            f"| {row['configuration']} | {', '.join(map(str, row['steps'])) or '–'}"
+            f"| {row['configuration']} | {_joined(row['estimator'])} | {_joined(row['steps'])}"
             f" | {'–' if math.isnan(epochs) else f'{epochs:.0f}'} | {'; '.join(row['validation']) or '–'}"
-            f" | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])} | {_published(row)}"
-            f" | {', '.join(map(str, row['seeds'])) or '–'} | {', '.join(map(str, row['iw_samples'])) or '–'}"
+            f" | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])}"
+            + "".join(f" | {_cell(row[key], '.4g' if key == 'grad_variance' else '.2f')}" for key, _ in extra)
+            + f" | {_published(row)} | {_joined(row['seeds'])} | {_joined(row['iw_samples'])}"
             f" | {'; '.join(row['hardware']) or '–'} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + "".join("\n" + t for t in paper_tables(rows))
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the text between the README's results markers with `table`."""
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise FileNotFoundError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' block to replace")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_BEGIN}\n{table}{README_END}{tail}")
+def paper_tables(rows: list[dict]) -> list[str]:
+    """Rows whose configs name a paper's table cell (published: table, row, column), in the
+    paper's layout: the measured number (mean ± std over seeds) beside the published one."""
+    tables: dict[str, dict[tuple[str, str], dict]] = defaultdict(dict)
+    for row in sorted(rows, key=lambda r: r["first_job"]):  # the rows and columns in the sweep's order
+        published = row["published"] or {}
+        if {"table", "row", "column"} <= set(published):
+            tables[published["table"]][published["row"], published["column"]] = row
+    rendered = []
+    for name, cells in tables.items():
+        row_names = list(dict.fromkeys(r for r, _ in cells))
+        columns = list(dict.fromkeys(c for _, c in cells))
+        metric = next(iter(cells.values()))["published"]["metric"]
+        lines = [
+            f"{name}, measured (published), {metric}, nats:",
+            "",
+            "| latent | " + " | ".join(columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
+        for row_name in row_names:
+            parts = []
+            for column in columns:
+                cell = cells.get((row_name, column))
+                if cell is None:
+                    parts.append("–")
+                    continue
+                measured = _cell(cell[metric]) if metric in cell else "–"
+                parts.append(f"{measured} ({cell['published'].get('value')})")
+            lines.append(f"| {row_name} | " + " | ".join(parts) + " |")
+        rendered.append("\n".join(lines) + "\n")
+    return rendered
+
+
+def update_readme(readme: Path, text: str, block: str = "results") -> None:
+    """Replace the text between the README's <!-- block:begin --> and <!-- block:end --> markers."""
+    begin, end = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+    content = readme.read_text()
+    if begin not in content or end not in content:
+        raise FileNotFoundError(f"{readme}: no '{begin}' ... '{end}' block to replace")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{text}{end}{tail}")
 
 
 def markdown(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:
@@ -314,6 +411,20 @@ def plot(rows: list[dict], runs: list[Run], out: Path) -> list[Path]:
         ax.set_ylim(low - 0.5 * (high - low + 1), high + 0.5 * (high - low + 1))
     ax.set(ylabel="test −ELBO (nats)", title="Final test −ELBO, mean ± std over seeds")
     written.append(_save(fig, out / "test_neg_elbo.png"))
+
+    if any(r.curves.get("train/encoder_grad_variance") for r in runs):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for configuration in order:
+            curves = [
+                c for r in by_config[configuration] if (c := r.curves.get("train/encoder_grad_variance"))
+            ]
+            steps, mean, _ = _band(curves)
+            if steps:
+                ax.plot(steps, mean, marker=".", label=configuration)
+        ax.set_yscale("log")
+        ax.set(xlabel="global step", ylabel="variance", title="Encoder gradient variance, mean over seeds")
+        ax.legend(fontsize=7)
+        written.append(_save(fig, out / "grad_variance.png"))
     return written
 
 
@@ -326,34 +437,47 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def report(sweep_dir: Path, out: Path | None = None, readme: Path | None = None) -> dict[str, Path]:
-    """Write report.md and the plots for sweep_dir (and the README's results); returns their paths."""
-    if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"{sweep_dir}: no such sweep directory")
-    runs = collect(sweep_dir)
+def report(
+    sweep_dir: Path | list[Path], out: Path | None = None, readme: Path | None = None, block: str = "results"
+) -> dict[str, Path]:
+    """Write report.md and the plots for one or more sweep directories (and the README's block
+    of results); returns their paths. With several, out defaults to the first."""
+    sweep_dirs = [sweep_dir] if isinstance(sweep_dir, Path) else list(sweep_dir)
+    for d in sweep_dirs:
+        if not d.is_dir():
+            raise FileNotFoundError(f"{d}: no such sweep directory")
+    runs = collect(*sweep_dirs)
     if not runs:
-        raise FileNotFoundError(f"{sweep_dir}: no runs (folders with .hydra/overrides.yaml) below it")
-    out = out or sweep_dir
+        names = " ".join(str(d) for d in sweep_dirs)
+        raise FileNotFoundError(f"{names}: no runs (folders with .hydra/overrides.yaml) below it")
+    out = out or sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     rows = summarize(runs)
     table = out / "report.md"
-    table.write_text(markdown(rows, runs, sweep_dir))
+    table.write_text(markdown(rows, runs, sweep_dirs[0]) + "".join("\n" + t for t in paper_tables(rows)))
     plots = plot(rows, runs, out)
     if readme is not None:
-        update_readme(readme, results_table(rows, runs, sweep_dir))
+        update_readme(readme, results_table(rows, runs, sweep_dirs, block), block)
     return {"table": table, **{p.stem: p for p in plots}}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m vae.report", description=__doc__.split("\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. runs/multirun/<date>")
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: sweep_dir)")
+    parser.add_argument(
+        "sweep_dirs", type=Path, nargs="+", help="multirun directories, e.g. runs/multirun/<date>"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write (default: the first sweep_dir)"
+    )
     parser.add_argument(
         "--readme", type=Path, default=None, help="also write the results table into this README"
     )
+    parser.add_argument(
+        "--block", default="results", help="the README's <!-- BLOCK:begin --> ... <!-- BLOCK:end --> to fill"
+    )
     args = parser.parse_args(argv)
     try:
-        written = report(args.sweep_dir, args.out, args.readme)
+        written = report(args.sweep_dirs, args.out, args.readme, args.block)
     except FileNotFoundError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"Wrote {', '.join(p.name for p in written.values())} to {written['table'].parent}")

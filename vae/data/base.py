@@ -94,6 +94,10 @@ class BinarizedImages(L.LightningDataModule, ABC):
     def _splits(self, device: torch.device | str) -> tuple[Tensor, Tensor, Tensor]:
         """(train, val, test) float intensities in [0, 1], (N, C, H, W) each, on `device`."""
 
+    def train_mean(self) -> Tensor:
+        """The training images' mean intensity per pixel, (C, H, W) (reads the files)."""
+        return self._splits("cpu")[0].mean(0)
+
     def setup(self, stage: str | None = None) -> None:
         if self.test_images is not None:
             return

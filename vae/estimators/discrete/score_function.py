@@ -33,7 +33,7 @@ def score_term(signal: Tensor, log_q: Tensor) -> Tensor:
 def taylor_baseline(q: Distribution, cost, z: Tensor, point: Tensor) -> tuple[Tensor, Tensor]:
     """The first-order expansion of the cost at `point`: f(point) + f'(point) . (z - point), and
     f'(point) (*batch, *event); one more decoder pass and its backward, no gradient to anything."""
-    point = point.detach().requires_grad_()
+    point = point.detach().to(z.dtype).requires_grad_()  # in the samples' precision (float32 or wider)
     with torch.enable_grad():
         value = cost(point)
         (slope,) = torch.autograd.grad(value.sum(), point)

@@ -1,0 +1,71 @@
+"""vae.report on runs written by hand: the paper layout, the extra columns, several sweeps, README blocks."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from vae.report import collect, paper_tables, report, summarize
+
+
+def _job(
+    sweep: Path, num: int, overrides: list[str], metrics: dict, published: dict | None = None, csv_rows=()
+):
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / "config.yaml").write_text(yaml.safe_dump({"published": published} if published else {}))
+    (job / "metrics.json").write_text(json.dumps(metrics))
+    if csv_rows:
+        (job / "csv").mkdir()
+        keys = sorted({k for row in csv_rows for k in row})
+        lines = [",".join(keys)] + [",".join(str(row.get(k, "")) for k in keys) for row in csv_rows]
+        (job / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def _metrics(nll: float, seed: int, estimator: str = "disarm", passes: int = 2) -> dict:
+    return {
+        "test/neg_elbo": nll + 5, "test/nll_iw": nll, "val/neg_elbo": nll + 6, "seed": seed, "epochs": 3,
+        "estimator": estimator, "decoder_passes": passes, "last_step": 300, "hardware": "CPU",
+        "iw_samples": 100, "validation": "best of validations each epoch",
+    }  # fmt: skip
+
+
+def test_cells_of_a_paper_table_are_laid_out_as_in_the_paper(tmp_path):
+    sweep = tmp_path / "sweep"
+    cells = [
+        ("Bernoulli", "SF", 112.2, 120.0),
+        ("Bernoulli", "DARN", 110.9, 118.0),
+        ("Categorical", "SF", 110.6, 111.0),
+    ]
+    for num, (row, column, published, measured) in enumerate(cells):
+        cell = {"metric": "test/nll_iw", "value": published, "table": "Table 1", "row": row, "column": column}
+        _job(sweep, num, [f"+cell={row}_{column}"], _metrics(measured, 0), cell)
+    (table,) = paper_tables(summarize(collect(sweep)))
+    lines = table.splitlines()
+    assert lines[2] == "| latent | SF | DARN |"
+    assert lines[4] == "| Bernoulli | 120.00 ± 0.00 (112.2) | 118.00 ± 0.00 (110.9) |"
+    assert lines[5] == "| Categorical | 111.00 ± 0.00 (110.6) | – |"
+
+
+def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    rows = [
+        {"step": 9, "epoch": 0, "train/neg_elbo": 150.0},
+        {"step": 19, "epoch": 1, "train/neg_elbo": 110.0, "train/encoder_grad_variance": 0.5},
+        {"step": 29, "epoch": 1, "train/neg_elbo": 100.0, "train/encoder_grad_variance": 0.25},
+    ]
+    _job(first, 0, ["model.estimator=arm", "seed=0"], _metrics(100.0, 0, "arm"), csv_rows=rows)
+    _job(second, 0, ["model.estimator=disarm", "seed=0"], _metrics(99.0, 0), csv_rows=rows)
+    readme = tmp_path / "README.md"
+    blocks = (
+        "<!-- results:begin -->\nold\n<!-- results:end -->\n<!-- other:begin -->\nx\n<!-- other:end -->\n"
+    )
+    readme.write_text("# T\n" + blocks)
+    report([first, second], out=tmp_path / "out", readme=readme, block="other")
+    text = readme.read_text()
+    assert "old" in text and "\nx\n" not in text  # only the named block was replaced
+    (arm_row,) = [line for line in text.splitlines() if line.startswith("| model.estimator=arm |")]
+    assert "| arm (2) |" in arm_row and "| 105.00 ± 0.00 |" in arm_row  # the last epoch's mean train -ELBO
+    assert "| 0.25 ± 0 |" in arm_row  # the last gradient variance
+    assert (tmp_path / "out" / "grad_variance.png").exists()
