@@ -71,16 +71,14 @@ class Latent(nn.Module, ABC):
 
     @property
     def estimator_name(self) -> str:
-        """The gradient estimator training uses, by name ("reparameterization" without one)."""
-        estimator = getattr(self, "estimator", None)
-        return "reparameterization" if estimator is None else estimator.name
+        """How training differentiates E_q[cost(z)]: a discrete latent's gradient estimator, by name."""
+        return "reparameterization"
 
     @property
     def decoder_passes(self) -> int:
         """Decoder passes per image in a training step: the estimator's cost, for comparisons at
         equal compute (a gradient of the cost at a point counts as one more pass)."""
-        estimator = getattr(self, "estimator", None)
-        return 1 if estimator is None else estimator.decoder_passes
+        return 1
 
     @property
     def relaxes(self) -> bool:

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, register_kl
 
-from vae.estimators import BINARY_ESTIMATORS, DISCRETE_ESTIMATORS, Cost, Estimator, build_estimator
-from vae.latents.base import Latent
+from vae.estimators import BINARY_ESTIMATORS, DISCRETE_ESTIMATORS, Estimator
+from vae.latents.discrete import DiscreteLatent
 from vae.validation import require, require_positive_int
 
 PRIORS = ("uniform", "learned")
@@ -90,7 +90,7 @@ def _kl_bernoullis(q: IndependentBernoullis, p: IndependentBernoullis) -> Tensor
     return (q1 * (log_q1 - log_p1) + (1 - q1) * (log_q0 - log_p0)).sum(-1)
 
 
-class BernoulliLatent(Latent):
+class BernoulliLatent(DiscreteLatent):
     """num_latents independent Bernoulli variables with a uniform or a learned prior."""
 
     estimators = {**BINARY_ESTIMATORS, **DISCRETE_ESTIMATORS}
@@ -114,8 +114,7 @@ class BernoulliLatent(Latent):
             self.prior_logits = nn.Parameter(torch.zeros(num_latents))
         else:
             self.register_buffer("prior_logits", torch.zeros(num_latents))
-        self.estimator = build_estimator(estimator, self.estimators)
-        self.estimator.check_latent(self)
+        self.use_estimator(estimator)
 
     def describe(self) -> str:
         return f"{self.num_latents}-bit Bernoulli"
@@ -131,27 +130,6 @@ class BernoulliLatent(Latent):
     def prior_parameters(self) -> list[nn.Parameter]:
         return [self.prior_logits] if self.prior_kind == "learned" else []
 
-    @property
-    def uses_temperature(self) -> bool:
-        return self.estimator.uses_temperature
-
-    @property
-    def relaxes(self) -> bool:
-        return self.estimator.relaxes
-
-    def expected_cost(
-        self,
-        q: Distribution,
-        cost: Cost,
-        temperature: float | Tensor | None = None,
-        inputs: Tensor | None = None,
-    ) -> Tensor:
-        """The estimator's surrogate for E_q[cost(z)], (*batch,)."""
-        return self.estimator.surrogate(q, cost, temperature, inputs=inputs)
-
-    def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
-        self.estimator.bind_inputs(input_shape)
-
     def relaxed_sample(
         self, q: Distribution, temperature: float, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -165,15 +143,6 @@ class BernoulliLatent(Latent):
         return 2**self.num_latents
 
     # Pictures and latent health ---------------------------------------------------------
-
-    def reconstruction_codes(
-        self, q: Distribution, temperature: float | None = None, generator: torch.Generator | None = None
-    ) -> list[Tensor]:
-        """A binary z ~ q(z|x) and, given tau, the relaxed (binary Concrete) sample beneath it."""
-        codes = [q.sample(generator=generator)]
-        if temperature is not None:
-            codes.append(self.relaxed_sample(q, temperature, generator))
-        return codes
 
     def _aggregate(self, posteriors: Sequence[Distribution]) -> tuple[Tensor, Tensor]:
         probs = torch.cat([q.probs for q in posteriors])  # (num_images, N): q(z_n = 1 | x)

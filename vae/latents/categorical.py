@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, OneHotCategorical
 
-from vae.estimators import CATEGORICAL_ESTIMATORS, DISCRETE_ESTIMATORS, Cost, Estimator, build_estimator
+from vae.estimators import CATEGORICAL_ESTIMATORS, DISCRETE_ESTIMATORS, Estimator
 from vae.gumbel import gumbel_max, gumbel_softmax
-from vae.latents.base import Latent
+from vae.latents.discrete import DiscreteLatent
 from vae.validation import require_positive_int
 
 IGNORED_VARIABLE_THRESHOLD = 0.01  # nats of I(x; z_n) below which a variable ignores the input
@@ -87,7 +87,7 @@ class OneHotCategoricals(Independent):
         return codes.expand(len(codes), *batch, num_variables, num_classes) if expand else codes
 
 
-class CategoricalLatent(Latent):
+class CategoricalLatent(DiscreteLatent):
     """num_variables independent categoricals of num_classes each, with a uniform prior."""
 
     estimators = {**CATEGORICAL_ESTIMATORS, **DISCRETE_ESTIMATORS}
@@ -105,9 +105,8 @@ class CategoricalLatent(Latent):
         self.num_params = num_variables * num_classes
         self.code_size = num_variables * num_classes  # the decoder reads the flattened one-hots
         self.event_shape = (num_variables, num_classes)
-        self.estimator = build_estimator(estimator, self.estimators)
-        self.estimator.check_latent(self)
         self.register_buffer("_uniform_logits", torch.zeros(num_variables, num_classes), persistent=False)
+        self.use_estimator(estimator)
 
     def describe(self) -> str:
         return f"{self.num_variables}x{self.num_classes} categorical"
@@ -121,27 +120,6 @@ class CategoricalLatent(Latent):
         """p(z) uniform over K classes per variable: batch_shape (), event_shape (N, K)."""
         return OneHotCategoricals(self._uniform_logits)
 
-    @property
-    def uses_temperature(self) -> bool:
-        return self.estimator.uses_temperature
-
-    @property
-    def relaxes(self) -> bool:
-        return self.estimator.relaxes
-
-    def expected_cost(
-        self,
-        q: Distribution,
-        cost: Cost,
-        temperature: float | Tensor | None = None,
-        inputs: Tensor | None = None,
-    ) -> Tensor:
-        """The estimator's surrogate for E_q[cost(z)], (*batch,)."""
-        return self.estimator.surrogate(q, cost, temperature, inputs=inputs)
-
-    def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
-        self.estimator.bind_inputs(input_shape)
-
     def relaxed_sample(
         self, q: Distribution, temperature: float, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -153,16 +131,6 @@ class CategoricalLatent(Latent):
         return self.num_classes**self.num_variables
 
     # Pictures and latent health ---------------------------------------------------------
-
-    def reconstruction_codes(
-        self, q: Distribution, temperature: float | None = None, generator: torch.Generator | None = None
-    ) -> list[Tensor]:
-        """A one-hot z ~ q(z|x) (the model that is evaluated) and, given tau, the relaxed
-        sample at tau beneath it."""
-        codes = [q.sample(generator=generator)]
-        if temperature is not None:
-            codes.append(self.relaxed_sample(q, temperature, generator))
-        return codes
 
     def _aggregate(self, posteriors: Sequence[Distribution]) -> tuple[Tensor, Tensor]:
         probs = torch.cat([q.probs for q in posteriors])  # (num_images, N, K)

@@ -38,6 +38,10 @@ class ARM(Estimator):
     uses_temperature = False
     decoder_passes = 2
 
+    def coordinate_weights(self, u: Tensor, b1: Tensor, b2: Tensor, logits: Tensor) -> Tensor:
+        """w (*batch, N) with grad_phi = (f(b1) - f(b2)) w: ARM's u - 1/2."""
+        return u - 0.5
+
     def surrogate(
         self,
         q: Distribution,
@@ -48,5 +52,6 @@ class ARM(Estimator):
     ) -> Tensor:
         u, b1, b2 = antithetic_pair(q.logits, generator)
         f = cost(torch.stack([b1, b2]))  # (2, *batch): one batched decoder call
-        grad = (f[0] - f[1]).detach().unsqueeze(-1) * (u - 0.5)  # (*batch, N)
+        weights = self.coordinate_weights(u, b1, b2, q.logits.detach().to(u.dtype))
+        grad = (f[0] - f[1]).detach().unsqueeze(-1) * weights  # (*batch, N)
         return with_gradient(f.mean(0), q.logits, grad)

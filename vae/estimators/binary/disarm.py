@@ -10,28 +10,14 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 
-from vae.estimators.base import Cost, Estimator
-from vae.estimators.binary.arm import antithetic_pair, with_gradient
+from vae.estimators.binary.arm import ARM
 
 
-class DisARM(Estimator):
+class DisARM(ARM):
     name = "disarm"
-    uses_temperature = False
-    decoder_passes = 2
 
-    def surrogate(
-        self,
-        q: Distribution,
-        cost: Cost,
-        temperature: float | Tensor | None,
-        generator: torch.Generator | None = None,
-        inputs: Tensor | None = None,
-    ) -> Tensor:
-        _, b1, b2 = antithetic_pair(q.logits, generator)
-        f = cost(torch.stack([b1, b2]))  # (2, *batch)
+    def coordinate_weights(self, u: Tensor, b1: Tensor, b2: Tensor, logits: Tensor) -> Tensor:
+        """1/2 1[b1 != b2] (-1)^{b2} sigmoid(|phi|): where the pair agrees, no gradient."""
         sign = 1 - 2 * b2  # (-1)^{b2}
-        weight = (b1 != b2).to(b1.dtype) * sign * torch.sigmoid(q.logits.detach().abs().to(b1.dtype))
-        grad = 0.5 * (f[0] - f[1]).detach().unsqueeze(-1) * weight  # (*batch, N)
-        return with_gradient(f.mean(0), q.logits, grad)
+        return 0.5 * (b1 != b2).to(b1.dtype) * sign * torch.sigmoid(logits.abs())

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae.estimators.base import Cost, Estimator
-from vae.estimators.discrete.score_function import RunningNormalizer, score_term, taylor_baseline
+from vae.estimators.base import Cost
+from vae.estimators.discrete.score_function import ScoreFunctionEstimator, score_term, taylor_baseline
 
 
 def uniform_point(q: Distribution) -> Tensor:
@@ -24,17 +24,9 @@ def uniform_point(q: Distribution) -> Tensor:
     return type(q)(torch.zeros_like(q.logits)).mean
 
 
-class DARN(Estimator):
+class DARN(ScoreFunctionEstimator):
     name = "darn"
-    uses_temperature = False
     decoder_passes = 2
-
-    def __init__(self, normalize: bool = True, decay: float = 0.8) -> None:
-        super().__init__()
-        self.normalizer = RunningNormalizer(normalize, decay)
-
-    def settings(self) -> dict[str, object]:
-        return {"normalize": self.normalizer.enabled, "decay": self.normalizer.decay}
 
     def surrogate(
         self,

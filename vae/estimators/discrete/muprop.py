@@ -13,21 +13,18 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae.estimators.base import Cost, Estimator
-from vae.estimators.discrete.score_function import RunningNormalizer, event_sum, score_term, taylor_baseline
+from vae.estimators.base import Cost
+from vae.estimators.discrete.score_function import (
+    ScoreFunctionEstimator,
+    event_sum,
+    score_term,
+    taylor_baseline,
+)
 
 
-class MuProp(Estimator):
+class MuProp(ScoreFunctionEstimator):
     name = "muprop"
-    uses_temperature = False
     decoder_passes = 2
-
-    def __init__(self, normalize: bool = True, decay: float = 0.8) -> None:
-        super().__init__()
-        self.normalizer = RunningNormalizer(normalize, decay)
-
-    def settings(self) -> dict[str, object]:
-        return {"normalize": self.normalizer.enabled, "decay": self.normalizer.decay}
 
     def surrogate(
         self,

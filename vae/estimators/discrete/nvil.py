@@ -16,31 +16,25 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from vae.estimators.base import Cost, Estimator
-from vae.estimators.discrete.score_function import RunningNormalizer, score_term
+from vae.estimators.base import Cost
+from vae.estimators.discrete.score_function import ScoreFunctionEstimator, score_term
 from vae.validation import require_positive_int
 
 
-class NVIL(Estimator):
+class NVIL(ScoreFunctionEstimator):
     name = "nvil"
-    uses_temperature = False
 
     def __init__(self, hidden_size: int = 100, normalize: bool = True, decay: float = 0.8) -> None:
         """hidden_size: units of the baseline network's hidden layer; normalize, decay: as for SF
         (decay also that of the running mean f_bar)."""
-        super().__init__()
+        super().__init__(normalize, decay)
         require_positive_int("hidden_size", hidden_size)
         self.hidden_size = hidden_size
-        self.normalizer = RunningNormalizer(normalize, decay)
         self.register_buffer("cost_mean", torch.zeros(()))
         self.baseline: nn.Module | None = None  # b_psi, built by bind_inputs
 
     def settings(self) -> dict[str, object]:
-        return {
-            "hidden_size": self.hidden_size,
-            "normalize": self.normalizer.enabled,
-            "decay": self.normalizer.decay,
-        }
+        return {"hidden_size": self.hidden_size, **super().settings()}
 
     def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
         self.baseline = nn.Sequential(

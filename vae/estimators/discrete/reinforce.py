@@ -9,21 +9,12 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae.estimators.base import Cost, Estimator
-from vae.estimators.discrete.score_function import RunningNormalizer, score_term
+from vae.estimators.base import Cost
+from vae.estimators.discrete.score_function import ScoreFunctionEstimator, score_term
 
 
-class Reinforce(Estimator):
+class Reinforce(ScoreFunctionEstimator):
     name = "reinforce"
-    uses_temperature = False
-
-    def __init__(self, normalize: bool = True, decay: float = 0.8) -> None:
-        """normalize: divide the learning signal by max(1, its running std); decay: of that average."""
-        super().__init__()
-        self.normalizer = RunningNormalizer(normalize, decay)
-
-    def settings(self) -> dict[str, object]:
-        return {"normalize": self.normalizer.enabled, "decay": self.normalizer.decay}
 
     def surrogate(
         self,

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from vae.estimators.base import Estimator
 from vae.validation import require
 
 
@@ -58,3 +59,17 @@ class RunningNormalizer(nn.Module):
             batch_variance = signal.detach().float().var()
             self.variance.mul_(self.decay).add_((1 - self.decay) * batch_variance)
         return signal / self.variance.sqrt().clamp_min(1.0)
+
+
+class ScoreFunctionEstimator(Estimator):
+    """Base of SF, NVIL, DARN and MuProp: one exact sample, a learning signal, its normalization."""
+
+    uses_temperature = False
+
+    def __init__(self, normalize: bool = True, decay: float = 0.8) -> None:
+        """normalize: divide the learning signal by max(1, its running std); decay: of that average."""
+        super().__init__()
+        self.normalizer = RunningNormalizer(normalize, decay)
+
+    def settings(self) -> dict[str, object]:
+        return {"normalize": self.normalizer.enabled, "decay": self.normalizer.decay}
