@@ -24,7 +24,8 @@ def describe(cuda: bool) -> str:
     """ "NVIDIA H200" or "CPU, 2 threads (Intel(R) Xeon(R) Processor)"."""
     if cuda and torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores ({cpu_name()})"
+    threads = torch.get_num_threads()
+    return f"CPU, {threads} thread{'' if threads == 1 else 's'} of {os.cpu_count()} cores ({cpu_name()})"
 
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"

@@ -9,7 +9,7 @@ Writes to SWEEP_DIR (or --out):
 - report.md: per configuration, mean +- std over seeds of the final numbers, best first, beside
   the published number when the run's config carries one (experiment=jang2017 and the like);
 - val_neg_elbo.png: val -ELBO over steps, mean with a +-1 std band over seeds;
-- tau.png: the tau each configuration trained with, over steps;
+- tau.png: the tau each configuration trained with, over steps (when any run logged one);
 - test_neg_elbo.png: final test -ELBO per configuration with +-1 std error bars.
 
 With --readme README.md, the results table also replaces the block between the README's
@@ -114,15 +114,32 @@ def _curves_from_wandb(paths: list[Path]) -> tuple[dict[str, dict[int, float]], 
     return curves, epochs
 
 
+def _estimator_from_config(run: Run, resolved: dict) -> None:
+    """The estimator and its decoder passes per step, read from the run's config."""
+    from vae.estimators import BINARY_ESTIMATORS, CATEGORICAL_ESTIMATORS, DISCRETE_ESTIMATORS
+
+    spec = (resolved.get("model") or {}).get("estimator")
+    name = spec.get("name") if isinstance(spec, dict) else spec
+    estimator = {**BINARY_ESTIMATORS, **CATEGORICAL_ESTIMATORS, **DISCRETE_ESTIMATORS}.get(name)
+    passes = getattr(estimator, "decoder_passes", None)
+    if isinstance(passes, int):  # a class attribute (the exact sum sets its own per latent)
+        run.metrics.update(estimator=name, decoder_passes=passes)
+    else:
+        del run.metrics["estimator"]
+
+
 def load_run(path: Path) -> Run:
     overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
     run = Run(path=path, overrides=list(overrides), status="running")
     config = path / "config.yaml"
-    if config.exists():
-        run.published = (yaml.safe_load(config.read_text()) or {}).get("published") or {}
+    resolved = yaml.safe_load(config.read_text()) or {} if config.exists() else {}
+    run.published = resolved.get("published") or {}
     if (path / "metrics.json").exists():
         run.status = "done"
         run.metrics = json.loads((path / "metrics.json").read_text())
+        run.metrics.setdefault("estimator", None)
+        if run.metrics["estimator"] is None:  # metrics.json of versions before it named the estimator
+            _estimator_from_config(run, resolved)
     elif (path / "failed.json").exists():
         failure = json.loads((path / "failed.json").read_text())
         run.status, run.error = "failed", f"{failure['error']}: {failure['message']}"
@@ -158,7 +175,8 @@ def collect(*sweep_dirs: Path) -> list[Run]:
 def _mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    # One run has no spread: its std is NaN, and a table shows the value alone.
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def summarize(runs: list[Run]) -> list[dict]:
@@ -213,7 +231,9 @@ def summarize(runs: list[Run]) -> list[dict]:
 
 def _cell(value: tuple[float, float], spec: str = ".2f") -> str:
     mean, std = value
-    return "–" if math.isnan(mean) else f"{mean:{spec}} ± {std:{spec}}"
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:{spec}}" if math.isnan(std) else f"{mean:{spec}} ± {std:{spec}}"
 
 
 def _published(row: dict) -> str:
@@ -348,7 +368,7 @@ def _band(curves: list[dict[int, float]]) -> tuple[list[int], list[float], list[
     for step in steps:
         mean, std = _mean_std([c[step] for c in curves])
         means.append(mean)
-        stds.append(std)
+        stds.append(0.0 if math.isnan(std) else std)
     return steps, means, stds
 
 
@@ -377,25 +397,28 @@ def plot(rows: list[dict], runs: list[Run], out: Path) -> list[Path]:
         ylabel="val −ELBO (nats)",
         title="Validation −ELBO, mean ± std over seeds",
     )
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # runs without a validation yet draw no line
+        ax.legend(fontsize=7)
     written.append(_save(fig, out / "val_neg_elbo.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for configuration in order:
-        curves = [r.tau_curve for r in by_config[configuration] if r.tau_curve]
-        if curves:
-            longest = max(curves, key=len)
-            ax.plot(sorted(longest), [longest[s] for s in sorted(longest)], label=configuration)
-    ax.set(xlabel="global step", ylabel="τ", title="Temperature schedule")
-    ax.legend(fontsize=7)
-    written.append(_save(fig, out / "tau.png"))
+    if any(r.tau_curve for r in runs):  # the score-function and ARM-type estimators log no tau
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for configuration in order:
+            curves = [r.tau_curve for r in by_config[configuration] if r.tau_curve]
+            if curves:
+                longest = max(curves, key=len)
+                ax.plot(sorted(longest), [longest[s] for s in sorted(longest)], label=configuration)
+        ax.set(xlabel="global step", ylabel="τ", title="Temperature schedule")
+        ax.legend(fontsize=7)
+        written.append(_save(fig, out / "tau.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     finished = [row for row in rows if not math.isnan(row["test/neg_elbo"][0])]
+    spread = [0.0 if math.isnan(row["test/neg_elbo"][1]) else row["test/neg_elbo"][1] for row in finished]
     ax.bar(
         range(len(finished)),
         [row["test/neg_elbo"][0] for row in finished],
-        yerr=[row["test/neg_elbo"][1] for row in finished],
+        yerr=spread,
         capsize=4,
     )
     ax.set_xticks(
@@ -406,8 +429,8 @@ def plot(rows: list[dict], runs: list[Run], out: Path) -> list[Path]:
         fontsize=7,
     )
     if finished:
-        low = min(r["test/neg_elbo"][0] - r["test/neg_elbo"][1] for r in finished)
-        high = max(r["test/neg_elbo"][0] + r["test/neg_elbo"][1] for r in finished)
+        low = min(r["test/neg_elbo"][0] - e for r, e in zip(finished, spread, strict=True))
+        high = max(r["test/neg_elbo"][0] + e for r, e in zip(finished, spread, strict=True))
         ax.set_ylim(low - 0.5 * (high - low + 1), high + 0.5 * (high - low + 1))
     ax.set(ylabel="test −ELBO (nats)", title="Final test −ELBO, mean ± std over seeds")
     written.append(_save(fig, out / "test_neg_elbo.png"))
