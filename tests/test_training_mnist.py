@@ -217,9 +217,9 @@ def test_compile_true_trains_to_the_eager_numbers_within_noise(make_mnist_config
 
 @pytest.mark.parametrize("estimator", sorted(BernoulliLatent.estimators))
 def test_every_binary_estimator_trains_evaluates_and_samples(make_mnist_config, tmp_path, estimator):
-    # 300 steps of the 200-bit model (an 8-bit one for the exact sum over codes): validation every
+    # 300 steps of the 200-bit model (a 4-bit one for the exact sum over its 16 codes): validation every
     # 30 steps (a run shorter than two epochs), a falling, finite -ELBO; then the tools.
-    latent = ["model.num_latents=8"] if estimator == "exact" else []
+    latent = ["model.num_latents=4"] if estimator == "exact" else []
     cfg = make_mnist_config(
         ["model=bernoulli", f"model.estimator={estimator}", *latent, "logger=csv", "trainer.max_steps=300",
          "trainer.max_epochs=-1", "test=false", "trainer.log_every_n_steps=10"]

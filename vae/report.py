@@ -263,7 +263,7 @@ def results_table(rows: list[dict], runs: list[Run], sweep_dirs: list[Path], blo
     dirs = " ".join(str(d) for d in sweep_dirs)
     lines = [
         f"Measured by `python -m vae.report {dirs} --readme README.md --block {block}` from the runs of"
-        f" `python train.py -m {' '.join(shared_overrides(runs))} <configuration> seed=...`.",
+        f" `python train.py -m {' '.join([*shared_overrides(runs), '<configuration>'])} seed=...`.",
         "Mean ± std over seeds, nats per image, on the test images of the configuration's data, from the"
         " checkpoint the checkpoint column names; −ELBO with exact (one-hot, binary) samples, IW bound with"
         " k importance samples; the estimator with its decoder passes per image and step.",
