@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from vae.report import collect, paper_tables, report, summarize
+from vae.report import collect, paper_tables, planned_cells, report, summarize
 
 
 def _job(
@@ -46,6 +46,30 @@ def test_cells_of_a_paper_table_are_laid_out_as_in_the_paper(tmp_path):
     assert lines[2] == "| latent | SF | DARN |"
     assert lines[4] == "| Bernoulli | 120.00 (112.2) | 118.00 (110.9) |"  # one seed: no spread shown
     assert lines[5] == "| Categorical | 111.00 (110.6) | – |"
+
+
+def test_cells_a_sweep_has_not_reached_show_their_published_number(tmp_path):
+    # The sweep was launched over two cells of configs/jang2017_table1/; one has run.
+    sweep = tmp_path / "sweep"
+    options = "bernoulli_sf,categorical_st_gumbel_softmax"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        yaml.safe_dump({"hydra": {"sweeper": {"params": {"+jang2017_table1": options}}}})
+    )
+    table_name = "Jang et al. 2017, Table 1"
+    cell = {
+        "metric": "test/nll_iw",
+        "value": 112.2,
+        "table": table_name,
+        "row": "Bernoulli (200)",
+        "column": "SF",
+    }
+    _job(sweep, 0, ["+jang2017_table1=bernoulli_sf"], _metrics(150.0, 0), cell)
+    (table,) = paper_tables(summarize(collect(sweep)), planned_cells([sweep]))
+    lines = table.splitlines()
+    assert lines[2] == "| latent | SF | ST Gumbel-Softmax |"
+    assert lines[4] == "| Bernoulli (200) | 150.00 (112.2) | – |"
+    assert lines[5] == "| Categorical (20×10) | – | – (107.8) |"  # the published number from its config file
 
 
 def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_path):

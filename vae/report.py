@@ -32,6 +32,8 @@ import yaml
 
 SEED_KEYS = ("seed",)
 IGNORED_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir")  # where a run was, not what it was
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # where a sweep's config groups live
+
 REPORTED = ("test/neg_elbo", "test/nll_iw", "val/neg_elbo", "test/neg_elbo_relaxed", "test/kl", "epochs")
 CURVES = ("val/neg_elbo", "train/tau", "train/neg_elbo", "train/encoder_grad_variance")
 
@@ -283,13 +285,40 @@ def results_table(rows: list[dict], runs: list[Run], sweep_dirs: list[Path], blo
             + f" | {_published(row)} | {_joined(row['seeds'])} | {_joined(row['iw_samples'])}"
             f" | {'; '.join(row['hardware']) or '–'} |"
         )
-    return "\n".join(lines) + "\n" + "".join("\n" + t for t in paper_tables(rows))
+    return "\n".join(lines) + "\n" + "".join("\n" + t for t in paper_tables(rows, planned_cells(sweep_dirs)))
 
 
-def paper_tables(rows: list[dict]) -> list[str]:
+def planned_cells(sweep_dirs: list[Path]) -> list[dict]:
+    """The `published` nodes of the config-group options a sweep was launched over (its
+    multirun.yaml's sweeper params, e.g. +jang2017_table1=bernoulli_sf,...), so that a paper
+    table shows the cells no run has reached yet, with their published numbers."""
+    planned = []
+    for sweep_dir in sweep_dirs:
+        multirun = sweep_dir / "multirun.yaml"
+        if not multirun.exists():
+            continue
+        hydra = (yaml.safe_load(multirun.read_text()) or {}).get("hydra") or {}
+        params = (hydra.get("sweeper") or {}).get("params") or {}
+        for key, options in params.items():
+            group = CONFIGS / str(key).lstrip("+")
+            if not group.is_dir():
+                continue
+            for option in str(options).split(","):
+                option_file = group / f"{option.strip()}.yaml"
+                if option_file.exists():
+                    published = (yaml.safe_load(option_file.read_text()) or {}).get("published") or {}
+                    if {"table", "row", "column"} <= set(published):
+                        planned.append(published)
+    return planned
+
+
+def paper_tables(rows: list[dict], planned: list[dict] = ()) -> list[str]:
     """Rows whose configs name a paper's table cell (published: table, row, column), in the
-    paper's layout: the measured number (mean ± std over seeds) beside the published one."""
+    paper's layout: the measured number (mean ± std over seeds) beside the published one; the
+    planned cells (published nodes) that no row holds yet show their published number alone."""
     tables: dict[str, dict[tuple[str, str], dict]] = defaultdict(dict)
+    for published in planned:  # the sweep's order of rows and columns, run or not
+        tables[published["table"]][published["row"], published["column"]] = {"published": published}
     for row in sorted(rows, key=lambda r: r["first_job"]):  # the rows and columns in the sweep's order
         published = row["published"] or {}
         if {"table", "row", "column"} <= set(published):
@@ -477,7 +506,8 @@ def report(
     out.mkdir(parents=True, exist_ok=True)
     rows = summarize(runs)
     table = out / "report.md"
-    table.write_text(markdown(rows, runs, sweep_dirs[0]) + "".join("\n" + t for t in paper_tables(rows)))
+    tables = "".join("\n" + t for t in paper_tables(rows, planned_cells(sweep_dirs)))
+    table.write_text(markdown(rows, runs, sweep_dirs[0]) + tables)
     plots = plot(rows, runs, out)
     if readme is not None:
         update_readme(readme, results_table(rows, runs, sweep_dirs, block), block)
