@@ -126,8 +126,6 @@ def _estimator_from_config(run: Run, resolved: dict) -> None:
     passes = getattr(estimator, "decoder_passes", None)
     if isinstance(passes, int):  # a class attribute (the exact sum sets its own per latent)
         run.metrics.update(estimator=name, decoder_passes=passes)
-    else:
-        del run.metrics["estimator"]
 
 
 def load_run(path: Path) -> Run:
@@ -139,8 +137,7 @@ def load_run(path: Path) -> Run:
     if (path / "metrics.json").exists():
         run.status = "done"
         run.metrics = json.loads((path / "metrics.json").read_text())
-        run.metrics.setdefault("estimator", None)
-        if run.metrics["estimator"] is None:  # metrics.json of versions before it named the estimator
+        if "estimator" not in run.metrics:  # metrics.json of versions before it named the estimator
             _estimator_from_config(run, resolved)
     elif (path / "failed.json").exists():
         failure = json.loads((path / "failed.json").read_text())
