@@ -125,3 +125,79 @@ def test_nvil_trains_its_baseline_towards_the_centred_cost():
         with torch.no_grad():
             losses.append(((target - nvil.cost_mean - nvil.baseline(inputs).squeeze(-1)) ** 2).mean().item())
     assert losses[-1] < 0.05 * losses[0]
+
+
+# The KL inside the learning signal ---------------------------------------------------------
+# A prior that is not uniform, so that the KL's gradient is not that of the entropy alone.
+PRIOR_LOGITS = {"bernoulli": torch.tensor([-0.5, 0.8, 0.1]), "categorical": torch.tensor([0.4, -0.2, 0.0])}
+
+
+def _elbo_draws(case: str, name: str, draws: int, seed: int, variance: float | None = None, **settings):
+    """Per-draw gradients (draws, *logits.shape) of the -ELBO surrogate training differentiates
+    (Estimator.elbo_terms with the analytic KL), one leaf row per draw; `variance` presets the
+    normalizer's running variance and freezes it (eval mode)."""
+    family, logits, estimators = CASES[case]
+    rows = logits.expand(draws, *logits.shape).clone().requires_grad_()
+    estimator = build_estimator({"name": name, **settings}, estimators)
+    torch.manual_seed(seed)  # NVIL's baseline network: the same weights in every call with this seed
+    estimator.bind_inputs(INPUT_SHAPE)
+    if variance is not None:
+        estimator.normalizer.variance.fill_(variance)
+        estimator.eval()
+    inputs = torch.rand(draws, *INPUT_SHAPE, generator=torch.Generator().manual_seed(seed))
+    q = family(rows)
+    prior = family(PRIOR_LOGITS[case].expand_as(logits))
+    f = lambda z: _cost(z, len(q.event_shape))  # noqa: E731
+    terms = estimator.elbo_terms(q, f, prior, None, torch.Generator().manual_seed(seed), inputs=inputs)
+    terms["neg_elbo"].sum().backward()
+    return rows.grad
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("name", ["reinforce", "nvil", "muprop"])
+def test_the_kl_inside_the_learning_signal_keeps_the_elbo_gradient_unbiased(case, name):
+    # The exact estimator adds the analytic KL: the gradient of E_q[f] + KL(q || p) exactly.
+    reference = _elbo_draws(case, "exact", 1, seed=0)[0]
+    grads = _elbo_draws(case, name, 80_000, seed=5, normalize=False)
+    assert torch.isfinite(grads).all()
+    _assert_mean_matches(grads, reference)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("name", ["reinforce", "nvil", "darn"])
+def test_variance_normalization_scales_the_whole_encoder_gradient_kl_included(case, name):
+    # With sigma = 10 frozen, the -ELBO's gradient to q's logits is exactly a tenth of the one
+    # without normalization, draw by draw: the KL's part is scaled with the rest. (With the
+    # analytic KL added outside the signal, its gradient was left at full size and pulled q onto
+    # the prior: these estimators have no other path to the encoder.)
+    normalized = _elbo_draws(case, name, 64, seed=6, variance=100.0)
+    plain = _elbo_draws(case, name, 64, seed=6, variance=100.0, normalize=False)
+    assert torch.isfinite(plain).all() and plain.abs().sum() > 0
+    torch.testing.assert_close(normalized * 10, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_the_training_elbo_of_a_score_function_vae_is_a_one_sample_estimate_of_the_same_bound():
+    # The VAE's training terms: recon + kl = neg_elbo for every estimator; with the KL inside the
+    # signal, neg_elbo averages to the analytic -ELBO that the pathwise estimators report.
+    from vae.model import build_vae
+    from vae.networks import MLPDecoder, MLPEncoder
+
+    torch.manual_seed(0)
+    terms = {}
+    for name in ("reinforce", "exact"):
+        torch.manual_seed(0)
+        model = build_vae(
+            "vae.latents.BernoulliLatent",
+            lambda **kw: MLPEncoder(hidden_sizes=[], **kw),
+            lambda **kw: MLPDecoder(hidden_sizes=[], **kw),
+            image_shape=INPUT_SHAPE,
+            num_latents=3,
+            prior="learned",
+            estimator=name,
+        )
+        x = (torch.rand(20_000, *INPUT_SHAPE, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+        with torch.no_grad():
+            terms[name] = model.training_terms(x)
+        torch.testing.assert_close(terms[name]["recon"] + terms[name]["kl"], terms[name]["neg_elbo"])
+    sf, exact = terms["reinforce"]["neg_elbo"], terms["exact"]["neg_elbo"]
+    assert abs(sf.mean() - exact.mean()) < 5 * sf.std() / math.sqrt(len(sf))

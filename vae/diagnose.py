@@ -101,11 +101,10 @@ def _per_draw_gradients(
     for start in range(0, draws, chunk):
         rows = params.expand(min(chunk, draws - start), *params.shape).clone().requires_grad_()  # (R, B, P)
         q = model.latent.posterior(rows)  # batch_shape (R, B)
-        recon = estimator.surrogate(
-            q, lambda z: -model.decode(z).log_prob(x), tau, generator, inputs=x
-        )  # (R, B)
-        kl = model.latent.kl(q)  # (R, B)
-        ((recon + kl).mean(-1).sum()).backward()
+        terms = estimator.elbo_terms(
+            q, lambda z: -model.decode(z).log_prob(x), model.prior(), tau, generator, inputs=x
+        )  # (R, B) each: what training differentiates with this estimator
+        terms["neg_elbo"].mean(-1).sum().backward()
         grads.append(rows.grad)
     return torch.cat(grads)
 

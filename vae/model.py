@@ -90,13 +90,13 @@ class VAE(nn.Module):
     def training_terms(self, x: Tensor, temperature: float | Tensor | None = None) -> dict[str, Tensor]:
         """Per-image recon, kl and neg_elbo (B,) whose gradient is the training gradient.
 
-        recon is the latent's surrogate for E_q[-log p(x|z)]: its value is an estimate of that
-        expectation, its gradient the latent's estimate (vae/estimators/base.py).
+        neg_elbo's value is an estimate of the -ELBO and its gradient the latent's estimate of the
+        -ELBO's gradient (vae/latents/base.py, vae/estimators/base.py): most add the analytic KL to
+        a surrogate of E_q[-log p(x|z)]; the score-function family puts the KL inside its learning
+        signal, as its papers do.
         """
         q = self.encode(x)
-        recon = self.latent.expected_cost(q, lambda z: -self.decode(z).log_prob(x), temperature, inputs=x)
-        kl = self.latent.kl(q)
-        return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+        return self.latent.training_terms(q, lambda z: -self.decode(z).log_prob(x), temperature, inputs=x)
 
     @torch.no_grad()
     def evaluation_terms(

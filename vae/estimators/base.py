@@ -8,8 +8,10 @@ image such that
     gradient of s    = the estimator's gradient of E_q[f(z)] with respect to q's parameters
                        (and the exact gradient with respect to f's own parameters, the decoder's)
 
-so the training loss is s + KL(q || p), whatever the estimator. The KL is analytic and shared by
-every estimator, so estimators differ only in how they differentiate E_q[f(z)].
+so the training loss is s + KL(q || p), with the KL analytic (Estimator.elbo_terms). The
+score-function family is the exception its papers make: its learning signal is the whole
+l(x, z) = f(z) + log q(z|x) - log p(z), so that variance normalization scales the encoder's
+whole gradient, the KL's part included (vae/estimators/discrete/score_function.py).
 
 Shapes: q has batch_shape (*batch,) and the latent's event_shape (categorical: (N, K) one-hot).
 The cost takes z of shape (*sample, *batch, *event) (sample dims first: an estimator may evaluate
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, kl_divergence
 
 from vae.validation import InvalidValue
 
@@ -69,6 +71,27 @@ class Estimator(nn.Module):
     def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
         """Called once the shape of one input image is known (when the VAE is built): estimators
         whose baselines read the inputs (NVIL) build them here."""
+
+    def elbo_terms(
+        self,
+        q: Distribution,
+        cost: Cost,
+        prior: Distribution,
+        temperature: float | Tensor | None,
+        generator: torch.Generator | None = None,
+        inputs: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """{"neg_elbo", "recon", "kl"}, each (*batch,): surrogates whose gradients are this
+        estimator's training gradient of -ELBO = E_q[cost(z)] + KL(q || prior) and of E_q[cost],
+        and the analytic KL.
+
+        Here the surrogate of E_q[cost] plus the analytic KL: the KL's gradient is exact. The
+        score-function family overrides this to put the KL inside its learning signal
+        (score_function.py).
+        """
+        recon = self.surrogate(q, cost, temperature, generator, inputs)
+        kl = kl_divergence(q, prior)
+        return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
     def surrogate(
         self,

@@ -86,6 +86,19 @@ class Latent(nn.Module, ABC):
         reports the relaxed ELBO, the objective such training optimizes."""
         return False
 
+    def training_terms(
+        self,
+        q: Distribution,
+        cost: Cost,
+        temperature: float | Tensor | None = None,
+        inputs: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Per-image recon, kl and neg_elbo (*batch,) whose gradient is the training gradient of
+        -ELBO = E_q[cost(z)] + KL(q || p): here the surrogate of E_q[cost] plus the analytic KL."""
+        recon = self.expected_cost(q, cost, temperature, inputs=inputs)
+        kl = self.kl(q)
+        return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+
     @abstractmethod
     def expected_cost(
         self,

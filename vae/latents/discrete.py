@@ -50,6 +50,16 @@ class DiscreteLatent(Latent):
         """The estimator's surrogate for E_q[cost(z)], (*batch,)."""
         return self.estimator.surrogate(q, cost, temperature, inputs=inputs)
 
+    def training_terms(
+        self,
+        q: Distribution,
+        cost: Cost,
+        temperature: float | Tensor | None = None,
+        inputs: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """The estimator decides how the KL enters the training gradient (Estimator.elbo_terms)."""
+        return self.estimator.elbo_terms(q, cost, self.prior(), temperature, inputs=inputs)
+
     def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
         self.estimator.bind_inputs(input_shape)
 
