@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae.checkpoint import CheckpointError, read_checkpoint, run_config
+from vae.checkpointing import AtomicCheckpointIO, remove_temporary_files
 from vae.checks import check_optimizer, check_resume, check_run_keys, check_trainer, resolved_data_root
 from vae.config import ConfigError, build_model, call_checked, instantiate_node, resumed_run_dir
 from vae.console import console_in, quiet_library_noise
@@ -114,7 +115,7 @@ def _refuse_to_overwrite(output_dir: Path, ckpt_path: str | None) -> None:
     directory's own checkpoints continues that run there."""
     if ckpt_path is not None and resumed_run_dir(ckpt_path) == output_dir.resolve():
         return
-    taken = [name for name in ("checkpoints", "metrics.json") if (output_dir / name).exists()]
+    taken = [name for name in ("checkpoints", "metrics.json") if _holds_results(output_dir / name)]
     if taken:
         raise ConfigError(
             f"paths.output_dir={str(output_dir)!r} already holds {' and '.join(taken)} of another"
@@ -122,12 +123,23 @@ def _refuse_to_overwrite(output_dir: Path, ckpt_path: str | None) -> None:
         )
 
 
+def _holds_results(path: Path) -> bool:
+    """metrics.json, or a checkpoints folder with a checkpoint in it (a run killed before its
+    first save leaves none)."""
+    return path.is_file() or (path.is_dir() and any(path.glob("*.ckpt")))
+
+
 def _build_trainer(cfg: DictConfig, loggers: list[Logger], callbacks: list[L.Callback]) -> L.Trainer:
     # The model clips gradients itself (VAETraining makes its own optimizer step) and took
     # trainer.gradient_clip_val above; Lightning refuses the setting then.
     try:
         return instantiate_node(
-            cfg, "trainer", logger=loggers or False, callbacks=callbacks, gradient_clip_val=None
+            cfg,
+            "trainer",
+            logger=loggers or False,
+            callbacks=callbacks,
+            gradient_clip_val=None,
+            plugins=[AtomicCheckpointIO()],  # every checkpoint written atomically (vae/checkpointing.py)
         )
     except InstantiationException as e:  # Lightning's own checks (accelerator, precision, ...)
         reason = str(e.__cause__ or e).strip().splitlines()[0]
@@ -228,6 +240,7 @@ def fit_and_test(run: Run) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if rank_zero_only.rank == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporary_files(output_dir / "checkpoints")  # of saves a kill interrupted
         print(f"Run directory: {output_dir.resolve()}", flush=True)
         OmegaConf.save(resolved, output_dir / "config.yaml")
     system.run_config = resolved  # in every checkpoint: the tools rebuild model and data from it
@@ -313,11 +326,35 @@ def _share_the_machine(cfg: DictConfig, job_num: int, parallel_jobs: int) -> Non
             cfg.callbacks.progress_bar.refresh_rate = 0  # one line per validation instead
 
 
+def _continue_sweep_job(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
+    """A sweep run again on its own directory: a job that finished is not run again (its
+    metrics.json is returned); one that was stopped resumes from its own last.ckpt; one that
+    failed is run again (from its last.ckpt if it has one), its failed.json kept as
+    failed-<n>.json. None: run the job."""
+    metrics = output_dir / "metrics.json"
+    if metrics.is_file():
+        return json.loads(metrics.read_text())
+    failed = output_dir / "failed.json"
+    if failed.is_file():
+        attempt = 1 + len(list(output_dir.glob("failed-*.json")))
+        failed.rename(output_dir / f"failed-{attempt}.json")
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if last.is_file() and cfg.ckpt_path is None:
+        with open_dict(cfg):
+            cfg.ckpt_path = str(last)
+    return None
+
+
 def _job(cfg: DictConfig, sweeping: bool) -> dict[str, Any] | None:
     """prepare and fit_and_test one run; in a sweep, a failure is recorded and the sweep goes on."""
     hydra_cfg = HydraConfig.get()
     output_dir = Path(cfg.paths.output_dir)
     task_cfg = OmegaConf.to_container(cfg)  # as composed, before prepare() fills in anything
+    if sweeping and rank_zero_only.rank == 0:
+        finished = _continue_sweep_job(cfg, output_dir)
+        if finished is not None:
+            print(f"job {hydra_cfg.job.num}: finished before ({output_dir / 'metrics.json'}): not run again")
+            return finished
     try:
         run = prepare(cfg)
         if rank_zero_only.rank == 0:

@@ -10,10 +10,13 @@ import lightning as L
 class PauseAtStep(L.Callback):
     """After every training step, write the global step to `path`; at `step`, wait for the kill."""
 
-    def __init__(self, path: str, step: int) -> None:
-        self.path, self.step = Path(path), step
+    def __init__(self, path: str, step: int, seed: int | None = None) -> None:
+        """seed: pause only the run of this seed (one job of a sweep)."""
+        self.path, self.step, self.seed = Path(path), step, seed
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.seed is not None and pl_module.evaluation_seed != self.seed:
+            return
         self.path.write_text(str(trainer.global_step))
         if trainer.global_step == self.step:
             time.sleep(600)

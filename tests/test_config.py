@@ -21,7 +21,7 @@ GROUPS = {
 
 def test_the_config_groups_are_the_ones_documented():
     assert GROUPS["model"] == ["bernoulli", "categorical", "gaussian"]
-    assert GROUPS["tau"] == ["constant", "cosine", "exponential", "linear"]
+    assert GROUPS["tau"] == ["constant", "cosine", "exponential", "linear", "slope"]
     assert GROUPS["logger"] == ["csv", "none", "wandb"]
     assert GROUPS["data"] == ["binarized_mnist", "fashion_mnist", "kmnist", "mnist", "synthetic"]
 

@@ -25,9 +25,11 @@ COMMON = [
 
 
 def _train(*overrides: str, cwd: Path) -> subprocess.Popen:
+    flags = [o for o in overrides if o.startswith("-")]  # -m: before the overrides
+    overrides = tuple(o for o in overrides if not o.startswith("-"))
     env = child_env(PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}")
     return subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *COMMON, *overrides],
+        [sys.executable, str(REPO / "train.py"), *flags, *COMMON, *overrides],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -130,3 +132,42 @@ def test_a_refused_directory_is_left_exactly_as_it_was(tmp_path):
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1 and "already holds checkpoints and metrics.json" in stderr
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # .hydra/ included
+
+
+def test_a_stopped_sweep_run_again_skips_finished_jobs_resumes_stopped_ones_and_reruns_failed_ones(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = ["-m", "seed=0,1,2", "logger=csv", "hydra/launcher=basic", f"hydra.sweep.dir={sweep}"]
+    progress = tmp_path / "step.txt"
+    pause = ["+callbacks.pause._target_=pausing.PauseAtStep", f"+callbacks.pause.path={progress}"]
+    process = _train(*command, *pause, "+callbacks.pause.step=27", "+callbacks.pause.seed=1", cwd=tmp_path)
+    deadline = time.time() + 300
+    while not (progress.exists() and progress.read_text() == "27"):
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.time() < deadline, "job 1 never reached the step"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # the sweep, mid-way through job 1 (epoch 2 of 3)
+    process.wait()
+    finished = (sweep / "0" / "metrics.json").read_bytes()
+    assert not (sweep / "1" / "metrics.json").exists() and not (sweep / "2").exists()
+    assert torch.load(sweep / "1" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 18
+    (sweep / "1" / "failed.json").write_text('{"error": "OSError", "message": "disk full"}\n')
+
+    # The same command again (the pause now out of reach): job 0 is not run again, job 1 goes on
+    # from its last.ckpt to the same numbers as an uninterrupted run, job 2 runs.
+    _finish(_train(*command, *pause, "+callbacks.pause.step=1000", "+callbacks.pause.seed=1", cwd=tmp_path))
+    assert (sweep / "0" / "metrics.json").read_bytes() == finished
+    assert (sweep / "1" / "failed-1.json").exists() and not (sweep / "1" / "failed.json").exists()
+    assert (sweep / "2" / "metrics.json").exists()
+    straight = tmp_path / "straight"
+    _finish(_train("seed=1", "logger=csv", f"hydra.run.dir={straight}", cwd=tmp_path))
+    assert _final(sweep / "1") == _final(straight)
+    assert _train_losses(sweep / "1") == _train_losses(straight)
+
+
+def test_a_finished_runs_last_checkpoint_holds_its_final_step(tmp_path):
+    # 3 epochs of 18 steps with validation each epoch, stopped at step 50 by max_steps: the last
+    # validation is at step 36, and last.ckpt is the state at 50 all the same.
+    run = tmp_path / "run"
+    _finish(_train("logger=csv", "trainer.max_steps=50", f"hydra.run.dir={run}", cwd=tmp_path))
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 50
+    assert json.loads((run / "metrics.json").read_text())["last_step"] == 50

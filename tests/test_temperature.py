@@ -9,6 +9,7 @@ from vae.temperature import (
     CosineTemperature,
     ExponentialTemperature,
     LinearTemperature,
+    SlopeTemperature,
 )
 from vae.validation import InvalidValue
 
@@ -48,6 +49,15 @@ def test_cosine():
     assert schedule(250) == pytest.approx(0.5 + 0.25 * (1 + math.cos(math.pi / 4)))
 
 
+def test_slope_grows_linearly_per_epoch_up_to_its_cap_as_chung_et_al():
+    # min(5, 1 + 0.04 * epoch), an epoch of 550 steps: tau is the slope's reciprocal.
+    schedule = SlopeTemperature(tau0=1.0, tau_min=0.2, rate=0.04, update_every=550)
+    assert schedule(0) == 1.0 and schedule(549) == 1.0
+    assert schedule(550) == pytest.approx(1 / 1.04)
+    assert schedule(50_000) == pytest.approx(1 / (1 + 0.04 * 90))  # epoch 90: slope 4.6
+    assert schedule(100 * 550) == pytest.approx(0.2) and schedule(10**7) == pytest.approx(0.2)
+
+
 @pytest.mark.parametrize(
     "build, name",
     [
@@ -60,6 +70,8 @@ def test_cosine():
         (lambda: ExponentialTemperature(update_every=0), "update_every"),
         (lambda: LinearTemperature(num_steps=0), "num_steps"),
         (lambda: CosineTemperature(tau0=0.5, tau_min=0.9), "tau_min"),
+        (lambda: SlopeTemperature(rate=0.0), "rate"),
+        (lambda: SlopeTemperature(tau0=1.0, tau_min=1.0), "tau_min"),
     ],
 )
 def test_bad_values_are_named(build, name):

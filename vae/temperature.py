@@ -10,6 +10,10 @@ steps taken so far): never reset per epoch, never compounded, so resuming from a
                rate = 3e-5, N = 1000, tau_min = 0.5, which reaches 0.5 near step 23k)
 - Linear:      tau0 -> tau_min over num_steps, then tau_min
 - Cosine:      tau_min + (tau0 - tau_min) * (1 + cos(pi * t / num_steps)) / 2, then tau_min
+- Slope:       1 / tau = min(1 / tau_min, 1 / tau0 + rate * floor(t / N)): the slope of the
+               straight-through estimator's sigmoid or softmax grows linearly (slope annealing,
+               Chung et al. 2017: min(5, 1 + 0.04 * epoch), i.e. tau0 = 1, tau_min = 0.2,
+               rate = 0.04, N = the steps of one epoch)
 
 Every schedule takes the same five settings (tau0, tau_min, rate, update_every, num_steps) and
 reads those its formula uses, so that one command sweeps over schedules with any of them set:
@@ -102,3 +106,18 @@ class CosineTemperature(_FixedLengthTemperature):
     def __call__(self, step: int) -> float:
         cosine = 0.5 * (1 + math.cos(math.pi * self.progress(step)))  # 1 -> 0
         return self.tau_min + (self.tau0 - self.tau_min) * cosine
+
+
+class SlopeTemperature(_AnnealedTemperature):
+    """Slope annealing (reads tau0, tau_min, rate, update_every): the slope 1/tau grows by `rate`
+    every `update_every` steps, from 1/tau0 up to 1/tau_min."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        require_positive_float("rate", self.rate)
+        require_positive_int("update_every", self.update_every)
+        self.rate = float(self.rate)
+
+    def __call__(self, step: int) -> float:
+        slope = min(1 / self.tau_min, 1 / self.tau0 + self.rate * (step // self.update_every))
+        return 1 / slope
