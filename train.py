@@ -39,6 +39,7 @@ from vae.evaluation import importance_weighted_means
 from vae.hardware import describe, drop_unusable_nvml_check
 from vae.loggers import previous_wandb_run_id
 from vae.model import VAE
+from vae.selection import Plan, plan_job, record_rung, record_status
 from vae.training import NonFiniteLossError, VAETraining
 from vae.validation import require_positive_float
 
@@ -326,23 +327,37 @@ def _share_the_machine(cfg: DictConfig, job_num: int, parallel_jobs: int) -> Non
             cfg.callbacks.progress_bar.refresh_rate = 0  # one line per validation instead
 
 
-def _continue_sweep_job(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
-    """A sweep run again on its own directory: a job that finished is not run again (its
-    metrics.json is returned); one that was stopped resumes from its own last.ckpt; one that
-    failed is run again (from its last.ckpt if it has one), its failed.json kept as
-    failed-<n>.json. None: run the job."""
+def _continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> Plan:
+    """What a sweep job does when its sweep runs (again) on its directory.
+
+    A job that reached the steps it is to train (trainer.max_steps, or the rung that selection
+    allows it: vae/selection.py) is not run again; one that was stopped resumes from its own
+    last.ckpt, and one that is allowed further than it got continues from it; one that failed is
+    run again (from its last.ckpt if it has one), its failed.json kept as failed-<n>.json. A
+    job that is to train to an intermediate rung is not tested.
+    """
+    selection = OmegaConf.to_container(cfg.selection) if cfg.get("selection") else {}
+    plan = plan_job(output_dir, overrides, selection, cfg.trainer.get("max_steps") or -1)
     metrics = output_dir / "metrics.json"
-    if metrics.is_file():
-        return json.loads(metrics.read_text())
+    if plan.action == "run" and metrics.is_file():
+        last_step = json.loads(metrics.read_text()).get("last_step", 0)
+        if plan.steps is None or plan.steps <= 0 or last_step >= plan.steps:
+            return Plan("done", reason=f"finished before ({metrics})")
+    if plan.action != "run":
+        return plan
     failed = output_dir / "failed.json"
     if failed.is_file():
         attempt = 1 + len(list(output_dir.glob("failed-*.json")))
         failed.rename(output_dir / f"failed-{attempt}.json")
     last = output_dir / "checkpoints" / "last.ckpt"
-    if last.is_file() and cfg.ckpt_path is None:
-        with open_dict(cfg):
+    with open_dict(cfg):
+        if last.is_file() and cfg.ckpt_path is None:
             cfg.ckpt_path = str(last)
-    return None
+        if plan.steps is not None and plan.steps > 0:
+            cfg.trainer.max_steps = plan.steps
+        if not plan.final:  # an intermediate rung: validation numbers only
+            cfg.test, cfg.iw_samples = False, 0
+    return plan
 
 
 def _job(cfg: DictConfig, sweeping: bool) -> dict[str, Any] | None:
@@ -351,15 +366,20 @@ def _job(cfg: DictConfig, sweeping: bool) -> dict[str, Any] | None:
     output_dir = Path(cfg.paths.output_dir)
     task_cfg = OmegaConf.to_container(cfg)  # as composed, before prepare() fills in anything
     if sweeping and rank_zero_only.rank == 0:
-        finished = _continue_sweep_job(cfg, output_dir)
-        if finished is not None:
-            print(f"job {hydra_cfg.job.num}: finished before ({output_dir / 'metrics.json'}): not run again")
-            return finished
+        plan = _continue_sweep_job(cfg, output_dir, list(hydra_cfg.overrides.task))
+        if plan.action != "run":
+            print(f"job {hydra_cfg.job.num}: not run ({plan.action}): {plan.reason}", flush=True)
+            if plan.reason and not plan.reason.startswith("finished"):
+                record_status(output_dir, plan)
+            return None
     try:
         run = prepare(cfg)
         if rank_zero_only.rank == 0:
             _write_hydra_record(output_dir, task_cfg)
-        return fit_and_test(run)
+        metrics = fit_and_test(run)
+        if sweeping and rank_zero_only.rank == 0:
+            record_rung(output_dir, metrics)  # the validation numbers selection compares
+        return metrics
     except Exception as e:
         if sweeping:  # record the failure and let the other jobs of the sweep run
             _write_hydra_record(output_dir, task_cfg)
@@ -394,9 +414,11 @@ def main(cfg: DictConfig) -> None:
         say(f"{name}: started ({output_dir / 'console.log'})")
         metrics = _job(cfg, sweeping)
         took = f"{time.perf_counter() - started:.0f} s"
-        if metrics is None:
+        if metrics is None and (output_dir / "failed.json").is_file():
             failure = json.loads((output_dir / "failed.json").read_text())
             say(f"{name}: failed after {took}: {failure['error']}: {failure['message']}")
+        elif metrics is None:
+            say(f"{name}: not run")
         else:
             shown = ", ".join(
                 f"{k}={metrics[k]:.2f}" for k in ("val/neg_elbo", "test/neg_elbo") if k in metrics

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from vae.selection import Job, configuration_of, describe, ladders, override_key, selection_rungs, values_of
+
 SEED_KEYS = ("seed",)
 IGNORED_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir")  # where a run was, not what it was
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # where a sweep's config groups live
@@ -49,6 +51,8 @@ class Run:
     epochs: dict[int, int] = field(default_factory=dict)  # step -> epoch of the logged train rows
     configuration: str = ""  # the overrides that vary across the sweep, less the seed
     published: dict = field(default_factory=dict)  # the config's `published` node, if any
+    selection: dict = field(default_factory=dict)  # the config's `selection` node (vae/selection.py)
+    max_steps: int = -1  # the config's trainer.max_steps
 
     @property
     def val_curve(self) -> dict[int, float]:
@@ -134,6 +138,8 @@ def load_run(path: Path) -> Run:
     config = path / "config.yaml"
     resolved = yaml.safe_load(config.read_text()) or {} if config.exists() else {}
     run.published = resolved.get("published") or {}
+    run.selection = resolved.get("selection") or {}
+    run.max_steps = int((resolved.get("trainer") or {}).get("max_steps") or -1)
     if (path / "metrics.json").exists():
         run.status = "done"
         run.metrics = json.loads((path / "metrics.json").read_text())
@@ -166,9 +172,70 @@ def collect(*sweep_dirs: Path) -> list[Run]:
     runs = [load_run(job) for job in jobs]
     shared = set(shared_overrides(runs))
     for run in runs:
-        varying = [o for o in run.overrides if o not in shared and _key(o) not in SEED_KEYS + IGNORED_KEYS]
+        varying = [
+            o
+            for o in run.overrides
+            if o not in shared
+            and _key(o) not in SEED_KEYS + IGNORED_KEYS
+            and not _key(o).startswith("selection.")
+        ]
         run.configuration = " ".join(sorted(varying)) or "(all runs alike)"
     return runs
+
+
+def selected_rows(runs: list[Run]) -> list[dict]:
+    """The table of a sweep whose runs choose settings on validation (their config's
+    `selection`): for each configuration, the runs at the chosen values only (every seed, in
+    any of the sweep directories), and in `chosen` what was chosen from which values, by which
+    validation number, over which rungs. The runs of other values are not reported; test
+    numbers play no part in the choice."""
+    choosing = [r for r in runs if r.selection.get("keys")]
+    if not choosing:
+        return []
+    declared = choosing[0].selection
+    keys = list(declared["keys"])
+    metric = declared.get("metric") or "val/neg_elbo"
+    max_steps = max(r.max_steps for r in choosing)
+    rungs = selection_rungs(declared, max_steps)
+    search = [r for r in runs if not r.selection.get("chosen_in")]
+    jobs = [j for r in search if (j := Job.read(r.path, keys, metric)) is not None]
+    chosen_runs, notes = [], {}
+    for configuration, ladder in ladders(jobs, rungs, int(declared.get("keep") or 1)).items():
+        choice = ladder.choice()
+        if choice is None:
+            continue
+        members = [
+            r
+            for r in runs
+            if configuration_of(r.overrides, keys) == configuration and values_of(r.overrides, keys) == choice
+        ]
+        for run in members:
+            run.configuration = (
+                " ".join(o for o in run.configuration.split(" ") if override_key(o) not in keys)
+                or "(all runs alike)"
+            )
+        chosen_runs += members
+        grid = sorted(ladder.candidates, key=lambda v: [float(x) if _is_float(x) else x for x in v])
+        label = describe(keys, choice)
+        tried = "; ".join(
+            f"{len(level)} to {rung} steps" for level, rung in zip(ladder.kept(), rungs, strict=False)
+        )
+        values = ", ".join(",".join(v) for v in grid)
+        notes[members[0].configuration if members else configuration] = (
+            f"{label} of {len(grid)} ({values}) by {metric}: {tried}"
+        )
+    rows = summarize(chosen_runs)
+    for row in rows:
+        row["chosen"] = notes.get(row["configuration"], "")
+    return rows
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -260,6 +327,7 @@ def results_table(rows: list[dict], runs: list[Run], sweep_dirs: list[Path], blo
         if any(not math.isnan(row[key][0]) for row in rows)
     ]
     dirs = " ".join(str(d) for d in sweep_dirs)
+    chosen = any(row.get("chosen") for row in rows)
     lines = [
         f"Measured by `python -m vae.report {dirs} --readme README.md --block {block}` from the runs of"
         f" `python train.py -m {' '.join([*shared_overrides(runs), '<configuration>'])} seed=...`.",
@@ -269,8 +337,12 @@ def results_table(rows: list[dict], runs: list[Run], sweep_dirs: list[Path], blo
         "",
         "| configuration | estimator (passes) | steps | epochs | checkpoint | test −ELBO | test IW bound"
         + "".join(f" | {title}" for _, title in extra)
-        + " | published | seeds | k | hardware |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(extra) + "---|---|---|---|",
+        + " | published | seeds | k | hardware |"
+        + (" chosen on validation |" if chosen else ""),
+        "|---|---|---|---|---|---|---|"
+        + "---|" * len(extra)
+        + "---|---|---|---|"
+        + ("---|" if chosen else ""),
     ]
     for row in rows:
         epochs = row["epochs"][0]
@@ -280,7 +352,7 @@ def results_table(rows: list[dict], runs: list[Run], sweep_dirs: list[Path], blo
             f" | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])}"
             + "".join(f" | {_cell(row[key], '.4g' if key == 'grad_variance' else '.2f')}" for key, _ in extra)
             + f" | {_published(row)} | {_joined(row['seeds'])} | {_joined(row['iw_samples'])}"
-            f" | {'; '.join(row['hardware']) or '–'} |"
+            f" | {'; '.join(row['hardware']) or '–'} |" + (f" {row.get('chosen') or '–'} |" if chosen else "")
         )
     return "\n".join(lines) + "\n" + "".join("\n" + t for t in paper_tables(rows, planned_cells(sweep_dirs)))
 
@@ -501,7 +573,7 @@ def report(
         raise FileNotFoundError(f"{names}: no runs (folders with .hydra/overrides.yaml) below it")
     out = out or sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
-    rows = summarize(runs)
+    rows = selected_rows(runs) or summarize(runs)
     table = out / "report.md"
     tables = "".join("\n" + t for t in paper_tables(rows, planned_cells(sweep_dirs)))
     table.write_text(markdown(rows, runs, sweep_dirs[0]) + tables)

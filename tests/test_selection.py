@@ -1,0 +1,100 @@
+"""Choosing settings on validation (vae/selection.py): successive halving over a sweep's
+learning rates, the other seeds at the chosen rate, and the report's table of the chosen runs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO, child_env
+from vae.report import collect, selected_rows
+from vae.selection import Job, Ladder, plan_job
+
+SELECT = [
+    "selection.keys=[optimizer.lr]",
+    "selection.rungs=[18]",  # one epoch of the synthetic data
+    "selection.keep=1",
+    "trainer.max_steps=36",
+    "trainer.max_epochs=-1",
+]
+
+
+def _sweep(*overrides: str, cwd: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", "data=synthetic", "logger=csv", "hydra/launcher=basic",
+         "callbacks.progress_bar.refresh_rate=0", *SELECT, *overrides],
+        cwd=cwd, capture_output=True, text=True, timeout=600, env=child_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _last_step(job: Path) -> int:
+    return json.loads((job / "metrics.json").read_text())["last_step"]
+
+
+def test_every_rate_to_the_rung_then_the_best_to_the_end_then_the_other_seeds_at_the_chosen_rate(tmp_path):
+    search, seeds = tmp_path / "search", tmp_path / "seeds"
+    rates = "optimizer.lr=1e-4,3e-3,3e-2"
+    _sweep(rates, f"hydra.sweep.dir={search}", cwd=tmp_path)
+    jobs = [search / str(i) for i in range(3)]
+    assert [_last_step(j) for j in jobs] == [18, 18, 18]  # nobody went further than the rung yet
+    assert not any("test/neg_elbo" in json.loads((j / "metrics.json").read_text()) for j in jobs)
+    val = {j.name: json.loads((j / "rungs.json").read_text())["18"]["val/neg_elbo"] for j in jobs}
+    best = min(val, key=val.get)
+
+    out = _sweep(rates, f"hydra.sweep.dir={search}", cwd=tmp_path)  # the same command again
+    assert [_last_step(j) for j in jobs] == [36 if j.name == best else 18 for j in jobs]
+    assert "test/neg_elbo" in json.loads((search / best / "metrics.json").read_text())
+    assert out.count("not among the 1 best") == 2
+    for j in jobs:  # rungs.json keeps the rung's numbers after the run went on
+        assert json.loads((j / "rungs.json").read_text())["18"]["val/neg_elbo"] == val[j.name]
+
+    out = _sweep(rates, f"hydra.sweep.dir={search}", cwd=tmp_path)  # nothing left to do
+    assert "finished before" in out and out.count("not among") == 2
+
+    # Seed 1 of the chosen rate only.
+    _sweep(rates, "seed=1", f"selection.chosen_in={search}", f"hydra.sweep.dir={seeds}", cwd=tmp_path)
+    ran = sorted(p.parent.name for p in seeds.glob("*/metrics.json"))
+    assert len(ran) == 1 and _last_step(seeds / ran[0]) == 36
+    chosen_lr = [
+        o
+        for o in yaml.safe_load((search / best / ".hydra" / "overrides.yaml").read_text())
+        if o.startswith("optimizer.lr=")
+    ]
+    assert [
+        o
+        for o in yaml.safe_load((seeds / ran[0] / ".hydra" / "overrides.yaml").read_text())
+        if o.startswith("optimizer.lr=")
+    ] == chosen_lr
+
+    # The report's table: the chosen runs only (seeds 0 and 1), and what was chosen from what.
+    (row,) = selected_rows(collect(search, seeds))
+    assert row["seeds"] == [0, 1] and row["done"] == 2
+    assert row["chosen"].startswith(chosen_lr[0]) and "of 3" in row["chosen"]
+
+
+def _job(tmp_path: Path, lr: str, seed: int, scores: dict[int, float]) -> Job:
+    return Job(tmp_path / f"{lr}-{seed}", "cfg", (lr,), seed, dict(scores), max(scores, default=0))
+
+
+def test_a_rung_is_decided_only_when_every_value_reached_it_and_on_the_seeds_all_share(tmp_path):
+    a = [_job(tmp_path, "a", 0, {10: 5.0}), _job(tmp_path, "a", 1, {10: 9.0})]
+    b = [_job(tmp_path, "b", 0, {10: 6.0})]
+    c = [_job(tmp_path, "c", 0, {})]  # not at the rung yet
+    ladder = Ladder({("a",): a, ("b",): b, ("c",): c}, rungs=[10, 20], keep=1)
+    assert ladder.kept() == [[("a",), ("b",), ("c",)]] and ladder.choice() is None
+    c[0].rung_scores[10] = 7.0
+    # Seed 0 is the one every value has: a (5.0) beats b (6.0), though a's mean over its seeds is 7.
+    assert ladder.kept() == [[("a",), ("b",), ("c",)], [("a",)]]
+    assert ladder.choice() is None  # a has not reached 20 steps
+    a[0].rung_scores[20] = 4.0
+    a[1].rung_scores[20] = 4.5
+    assert ladder.choice() == ("a",)
+
+
+def test_without_selection_keys_a_job_trains_to_its_max_steps(tmp_path):
+    plan = plan_job(tmp_path / "0", ["optimizer.lr=1e-3"], {"keys": [], "rungs": [10]}, 50)
+    assert (plan.action, plan.steps, plan.final) == ("run", 50, True)
