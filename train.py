@@ -31,7 +31,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae.checkpoint import CheckpointError, read_checkpoint, run_config
 from vae.checkpointing import AtomicCheckpointIO, remove_temporary_files
-from vae.checks import check_optimizer, check_resume, check_run_keys, check_trainer, resolved_data_root
+from vae.checks import (
+    check_optimizer,
+    check_resume,
+    check_run_keys,
+    check_trainer,
+    resolved_data_root,
+    resume_changes,
+)
 from vae.config import ConfigError, build_model, call_checked, instantiate_node, resumed_run_dir
 from vae.console import console_in, quiet_library_noise
 from vae.data import BinarizedImages, DataError, TensorBatches
@@ -168,11 +175,53 @@ def prepare(cfg: DictConfig) -> Run:
     datamodule.prepare_data()  # the data on disk (or downloaded) before a run directory is written
     if system.model.wants_data_mean and cfg.ckpt_path is None:  # a resumed run has them in its weights
         system.model.adapt_to_data(datamodule.train_mean())
+    if cfg.ckpt_path is not None:
+        _continue_the_same_run(cfg, output_dir)
     _validate_often_enough(cfg, datamodule)
+    if cfg.ckpt_path is not None:
+        _record_resume_changes(cfg)
     loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
     callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]
     trainer = _build_trainer(cfg, loggers, callbacks)
     return Run(cfg, datamodule, system, trainer, loggers, output_dir)
+
+
+def _continue_the_same_run(cfg: DictConfig, output_dir: Path) -> None:
+    """A resumed run validates as the run it continues did (the cadence a short run was given
+    included), and a finished run is not run again unless it is to train longer."""
+    before = run_config(read_checkpoint(cfg.ckpt_path))
+    trainer_before = before.get("trainer") or {}
+    with open_dict(cfg):
+        if cfg.trainer.get("val_check_interval") is None and trainer_before.get("val_check_interval"):
+            cfg.trainer.val_check_interval = trainer_before["val_check_interval"]
+            cfg.trainer.check_val_every_n_epoch = trainer_before.get("check_val_every_n_epoch")
+    longer = any(cfg.trainer.get(k) != trainer_before.get(k) for k in ("max_steps", "max_epochs"))
+    in_place = resumed_run_dir(cfg.ckpt_path) == output_dir.resolve()
+    if in_place and (output_dir / "metrics.json").is_file() and not longer:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path!r}: this run finished (its metrics.json is written): there is"
+            " nothing to resume; raise trainer.max_steps to train it further, or use python -m"
+            " vae.evaluate to evaluate it again"
+        )
+
+
+def _record_resume_changes(cfg: DictConfig) -> None:
+    """Refuse a resume that changes what the run is; record the changes it may make (longer,
+    tested otherwise, logged elsewhere) in changes_on_resume, which config.yaml, every checkpoint
+    and metrics.json carry."""
+    before = run_config(read_checkpoint(cfg.ckpt_path))
+    now = OmegaConf.to_container(cfg, resolve=True)
+    changes = resume_changes(now, before, cfg.ckpt_path)
+    history = list(before.get("changes_on_resume") or [])
+    meaningful = {
+        k: v for k, v in changes.items() if k.split(".")[0] not in ("ckpt_path", "paths", "changes_on_resume")
+    }
+    if meaningful:
+        step = read_checkpoint(cfg.ckpt_path)["global_step"]
+        history.append({"step": step, "changes": meaningful})
+        print(f"Resumed at step {step} with {', '.join(f'{k}={v[1]!r}' for k, v in meaningful.items())}")
+    with open_dict(cfg):
+        cfg.changes_on_resume = history
 
 
 VALIDATIONS_PER_SHORT_RUN = 10
@@ -273,6 +322,8 @@ def fit_and_test(run: Run) -> dict[str, Any]:
             seed=cfg.seed,
             hardware=_hardware(trainer),
         )
+        if cfg.get("changes_on_resume"):
+            metrics["changes_on_resume"] = OmegaConf.to_container(cfg.changes_on_resume)
         if trainer.is_global_zero:
             (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     finally:

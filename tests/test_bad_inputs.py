@@ -113,13 +113,14 @@ def test_resuming_another_model_size_names_the_settings_that_differ(tmp_path, sm
     assert "the checkpoint holds another model than this run builds" in message
     assert "model.num_variables=5 (the checkpoint has 4)" in message
     assert "network.encoder.hidden_sizes=[512, 128] (the checkpoint has [512, 256])" in message
-    # Settings that leave the weights' shapes alone (the estimator, tau) may change on resume.
-    train.prepare(
-        compose_config(
-            [f"ckpt_path={small_checkpoint}", "model.num_variables=4", "model.estimator=st_gumbel"],
-            tmp_path / "ok",
+    # Settings that leave the weights' shapes alone are refused too: the run would be another run.
+    with pytest.raises(ConfigError, match="model.estimator='st_gumbel'"):
+        train.prepare(
+            compose_config(
+                [f"ckpt_path={small_checkpoint}", "model.num_variables=4", "model.estimator=st_gumbel"],
+                tmp_path / "ok",
+            )
         )
-    )
 
 
 def test_truncated_data_files_are_named_before_any_work(tmp_path):

@@ -321,3 +321,34 @@ def test_the_gradient_variance_callback_logs_and_leaves_training_alone(make_conf
     losses = lambda name: [r["train/neg_elbo"] for r in _csv_rows(tmp_path / name) if r.get("train/neg_elbo")]  # noqa: E731
     assert losses("with") == losses("without")  # the measurement draws from a fork of the stream
     assert measured["val/neg_elbo"] == plain["val/neg_elbo"]
+
+
+def test_a_resume_with_another_learning_rate_or_estimator_is_refused_naming_each(make_config, tmp_path):
+    train.train(make_config([*SHORT, "trainer.max_epochs=1"], "first"))
+    run = tmp_path / "first"
+    last = run / "checkpoints" / "last.ckpt"
+    before = {p: p.read_bytes() for p in [run / "config.yaml", last]}
+    changed = [
+        *SHORT,
+        "trainer.max_epochs=2",
+        "optimizer.lr=0.01",
+        "model.estimator=st_gumbel",
+        f"ckpt_path={last}",
+    ]
+    with pytest.raises(ConfigError) as error:
+        train.train(make_config(changed, "first"))
+    message = str(error.value)
+    assert "optimizer.lr=0.01 (the checkpoint's run has 0.001)" in message
+    assert "model.estimator='st_gumbel'" in message and "\n" not in message
+    assert "trainer.max_epochs" not in message  # training longer is allowed
+    assert {p: p.read_bytes() for p in before} == before  # nothing rewritten
+
+
+def test_a_resume_that_trains_longer_is_recorded_and_a_finished_run_is_not_run_again(make_config, tmp_path):
+    train.train(make_config([*SHORT, "trainer.max_epochs=1"], "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match="this run finished"):
+        train.train(make_config([*SHORT, "trainer.max_epochs=1", f"ckpt_path={last}"], "first"))
+    metrics = train.train(make_config([*SHORT, "trainer.max_epochs=2", f"ckpt_path={last}"], "first"))
+    assert metrics["changes_on_resume"] == [{"step": 18, "changes": {"trainer.max_epochs": [1, 2]}}]
+    assert metrics["last_step"] == 36

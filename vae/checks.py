@@ -111,7 +111,7 @@ def _differences(before: Any, after: Any, prefix: str) -> list[tuple[str, tuple[
         for key in sorted(set(before) | set(after)):
             if key in ("encoder", "decoder") and prefix == "model":
                 continue  # the same settings as network.encoder / network.decoder
-            found += _differences(before.get(key), after.get(key), f"{prefix}.{key}")
+            found += _differences(before.get(key), after.get(key), f"{prefix}.{key}" if prefix else key)
         return found
     return [] if before == after else [(prefix, (before, after))]
 
@@ -120,3 +120,51 @@ def resolved_data_root(cfg: DictConfig) -> str:
     """data.root as an absolute path: the checkpoint records it so the tools find the data from
     any working directory."""
     return str(Path(cfg.data.root).expanduser().resolve())
+
+
+# What a resumed run may set differently from the run that wrote its checkpoint: how long it
+# trains, what it measures at the end, where its files and logs go, the non-essential callbacks
+# and the hardware. Everything else would make the resumed run another run than the one it
+# continues (a learning rate in config.yaml that the restored optimizer does not use, an
+# estimator switched mid-run, other data).
+RESUME_MAY_CHANGE = (
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "test",
+    "iw_samples",
+    "ckpt_path",
+    "selection",
+    "published",
+    "paths",
+    "logger",
+    "callbacks",
+    "data.root",
+    "data.num_workers",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.default_root_dir",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "changes_on_resume",
+)
+
+
+def resume_changes(now: dict[str, Any], before: dict[str, Any], ckpt_path: str) -> dict[str, list[Any]]:
+    """{key: [before, now]} for the settings a resumed run changes, all of them ones it may change
+    (RESUME_MAY_CHANGE); any other difference from the checkpoint's run is refused, all named."""
+    changed = {key: [old, new] for key, (old, new) in _differences(before, now, "")}
+    refused = [
+        f"{key}={new!r} (the checkpoint's run has {old!r})"
+        for key, (old, new) in changed.items()
+        if not any(key == k or key.startswith(k + ".") for k in RESUME_MAY_CHANGE)
+    ]
+    if refused:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r}: a resumed run continues the settings it was trained with, and these"
+            f" differ: {'; '.join(refused)}; resume with the checkpoint's settings (only the length,"
+            " the final test, logging, callbacks and where files go may change), or start a new run"
+        )
+    return changed
