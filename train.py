@@ -46,8 +46,8 @@ from vae.evaluation import importance_weighted_means
 from vae.hardware import describe, drop_unusable_nvml_check
 from vae.loggers import previous_wandb_run_id
 from vae.model import VAE
-from vae.selection import Plan, plan_job, record_rung, record_status
-from vae.training import NonFiniteLossError, VAETraining
+from vae.selection import STATUS_FILE, Plan, plan_job, record_rung, record_status
+from vae.training import DivergedError, NonFiniteLossError, VAETraining
 from vae.validation import require_positive_float
 
 
@@ -340,7 +340,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return fit_and_test(prepare(cfg))
 
 
-EXPECTED_FAILURES = (ConfigError, DataError, NonFiniteLossError)
+EXPECTED_FAILURES = (ConfigError, DataError, NonFiniteLossError, DivergedError)
 
 
 def _write_hydra_record(output_dir: Path, task_cfg: dict[str, Any]) -> None:
@@ -396,6 +396,7 @@ def _continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str])
             return Plan("done", reason=f"finished before ({metrics})")
     if plan.action != "run":
         return plan
+    (output_dir / STATUS_FILE).unlink(missing_ok=True)  # it waited before, and runs now
     failed = output_dir / "failed.json"
     if failed.is_file():
         attempt = 1 + len(list(output_dir.glob("failed-*.json")))

@@ -98,3 +98,14 @@ def test_a_rung_is_decided_only_when_every_value_reached_it_and_on_the_seeds_all
 def test_without_selection_keys_a_job_trains_to_its_max_steps(tmp_path):
     plan = plan_job(tmp_path / "0", ["optimizer.lr=1e-3"], {"keys": [], "rungs": [10]}, 50)
     assert (plan.action, plan.steps, plan.final) == ("run", 50, True)
+
+
+def test_a_sweep_with_a_failed_job_exits_non_zero_naming_it(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", "data=synthetic", "debug=fast", "hydra/launcher=basic",
+         "tau=constant", "tau.tau0=-1,0.5", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=child_env(),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "error: job 0 failed: ConfigError: tau.tau0=-1 is not allowed" in result.stderr
+    assert (tmp_path / "sweep" / "1" / "metrics.json").exists()  # the other job ran

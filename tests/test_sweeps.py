@@ -23,7 +23,7 @@ from vae.wandb_records import read_records
 pytestmark = pytest.mark.slow
 
 
-def _train_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def _train_cli(*args: str, cwd: Path, timeout: int = 600, status: int = 0) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, str(REPO / "train.py"), *args, "callbacks.progress_bar.refresh_rate=0"],
         cwd=cwd,
@@ -32,7 +32,7 @@ def _train_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.Complete
         timeout=timeout,
         env=child_env(),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == status, result.stderr[-3000:]
     return result
 
 
@@ -111,6 +111,7 @@ def test_a_failing_job_is_recorded_and_the_others_run_and_csv_runs_are_read(work
         "trainer.limit_val_batches=1",
         "data.eval_batch_size=500",
         cwd=workdir,
+        status=1,  # the sweep ends with the failure
     )
     sweep = _sweep_dir(workdir)
     failure = json.loads((sweep / "0" / "failed.json").read_text())

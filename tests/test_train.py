@@ -352,3 +352,23 @@ def test_a_resume_that_trains_longer_is_recorded_and_a_finished_run_is_not_run_a
     metrics = train.train(make_config([*SHORT, "trainer.max_epochs=2", f"ckpt_path={last}"], "first"))
     assert metrics["changes_on_resume"] == [{"step": 18, "changes": {"trainer.max_epochs": [1, 2]}}]
     assert metrics["last_step"] == 36
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["optimizer.lr=1e3"], "val/neg_elbo="),  # finite, but 10^5 nats
+        (
+            ["model=bernoulli", "model.estimator=reinforce", "optimizer.lr=1e6"],
+            "normalizer.variance holds inf",
+        ),
+    ],
+)
+def test_a_diverged_run_fails_with_one_line_and_writes_no_checkpoint(make_config, tmp_path, overrides, named):
+    from vae.training import DivergedError
+
+    with pytest.raises(DivergedError) as error:
+        train.train(make_config([*overrides, "trainer.max_epochs=2", "logger=none"]))
+    assert named in str(error.value) and "\n" not in str(error.value)
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -14,6 +14,7 @@ backward, optional gradient clipping, step. Lightning's automatic gradient accum
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,18 @@ Factory = Callable[..., Any]
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became inf or NaN."""
+
+
+class DivergedError(RuntimeError):
+    """Training diverged: a weight or buffer became inf or NaN, or the validation -ELBO far
+    exceeds the loss training started from."""
+
+
+# A run has diverged when its validation -ELBO exceeds this many times the larger of the first
+# training step's loss and the cost of coding every pixel with a fair coin (D log 2 nats): a
+# learning rate that blows up reaches 10^4 to 10^7 nats, while a model that learns nothing stays
+# near its start.
+DIVERGENCE_FACTOR = 2.0
 
 
 class VAETraining(L.LightningModule):
@@ -95,6 +108,8 @@ class VAETraining(L.LightningModule):
         self._first_nonfinite_step: Tensor | None = None
         # The random states a resumed run continues from (on_load_checkpoint -> on_train_start).
         self._resumed_random_state: dict[str, Any] | None = None
+        # The training loss at step 0 (what divergence is measured against), kept in checkpoints.
+        self.initial_loss: float | None = None
 
     # tau --------------------------------------------------------------------------------
 
@@ -131,6 +146,8 @@ class VAETraining(L.LightningModule):
         terms = self.step_terms(x, tau)
         loss = terms["neg_elbo"].mean()
         self._check_finite(loss)  # before the update
+        if self.initial_loss is None:  # once: a host sync on an accelerator
+            self.initial_loss = float(loss.detach())
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         for optimizer in optimizers:
@@ -215,6 +232,36 @@ class VAETraining(L.LightningModule):
 
     def on_validation_start(self) -> None:
         self._raise_if_nonfinite()
+        if self._trainer is not None and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self._raise_if_weights_nonfinite()
+
+    def _raise_if_weights_nonfinite(self) -> None:
+        """Before a validation, so before the checkpoints it leads to: none holds inf or NaN."""
+        for name, tensor in self.model.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise DivergedError(
+                    f"training diverged: model.{name} holds inf or NaN at step {self.global_step};"
+                    " no checkpoint was written from it (lower optimizer.lr, or clip with"
+                    " trainer.gradient_clip_val)"
+                )
+
+    def on_validation_epoch_end(self) -> None:
+        """A validation -ELBO far above where training started is a diverged run: stop before its
+        checkpoints are written (ModelCheckpoint and LastCheckpoint save after this hook)."""
+        if self._trainer is None or self.trainer.state.fn != "fit" or self.trainer.sanity_checking:
+            return
+        value = self.trainer.callback_metrics.get("val/neg_elbo")
+        if value is None or self.initial_loss is None:
+            return
+        coin = math.prod(self.model.image_shape) * math.log(2)  # nats: every pixel a fair coin
+        limit = DIVERGENCE_FACTOR * max(self.initial_loss, coin)
+        if not (float(value) <= limit):  # NaN included
+            raise DivergedError(
+                f"training diverged: val/neg_elbo={float(value):.4g} nats at step {self.global_step},"
+                f" more than {DIVERGENCE_FACTOR:g} x the {max(self.initial_loss, coin):.1f} nats it started"
+                " from; no checkpoint was written from it (lower optimizer.lr, or clip with"
+                " trainer.gradient_clip_val)"
+            )
 
     def on_validation_epoch_start(self) -> None:
         self._start_evaluation_noise()
@@ -247,11 +294,13 @@ class VAETraining(L.LightningModule):
         # Every random stream training draws from that the checkpoint does not otherwise fix (the
         # data order and binarization are seeded per epoch; evaluation has its own generator).
         checkpoint[RANDOM_STATE_KEY] = random_state()
+        checkpoint[INITIAL_LOSS_KEY] = self.initial_loss
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         upgrade_checkpoint(checkpoint)  # one written by an earlier version of this project
         self.weights_step = checkpoint["global_step"]
         self._resumed_random_state = checkpoint.get(RANDOM_STATE_KEY)
+        self.initial_loss = checkpoint.get(INITIAL_LOSS_KEY, self.initial_loss)
         _count_automatic_steps_as_manual(checkpoint)
         if self._trainer is not None and isinstance(self.trainer.checkpoint_callback, ModelCheckpoint):
             _forget_best_checkpoints_elsewhere(checkpoint, self.trainer.checkpoint_callback.dirpath)
@@ -271,6 +320,7 @@ def _forget_best_checkpoints_elsewhere(checkpoint: dict[str, Any], dirpath: str 
 
 
 RANDOM_STATE_KEY = "random_state"
+INITIAL_LOSS_KEY = "initial_loss"
 
 
 def random_state() -> dict[str, Any]:
