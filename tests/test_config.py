@@ -159,3 +159,33 @@ def test_a_routine_run_prints_no_warning_a_user_cannot_act_on(tmp_path):
     assert "offline" in output  # W&B went offline by itself, without asking
     for noise in ("anonymous", "Tip:", "deprecated", "Warning", "WARNING"):
         assert noise not in output, [line for line in output.splitlines() if noise in line]
+
+
+def _protocol_cells() -> list[str]:
+    import yaml
+
+    experiment = yaml.safe_load((REPO / "configs" / "experiment" / "jang2017_table1_sgd.yaml").read_text())
+    cells = experiment["hydra"]["sweeper"]["params"]["+jang2017_table1"]
+    return [c.strip() for c in cells.split(",")]
+
+
+@pytest.mark.parametrize("cell", _protocol_cells())
+def test_every_cell_of_the_paper_protocol_table_builds_as_the_paper_says(make_config, cell):
+    from vae.temperature import ExponentialTemperature, SlopeTemperature
+
+    cfg = make_config(["experiment=jang2017_table1_sgd", f"+jang2017_table1={cell}"])
+    _, system = train._build_checked(cfg)
+    optimizer = system.optimizer_factory(system.parameters())
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+    assert list(cfg.selection["keys"]) == ["optimizer.lr"] and cfg.trainer.max_steps == 50000
+    assert cfg.published.table == "Jang et al. 2017, Table 1"
+    estimator = system.model.latent.estimator_name
+    if cell.endswith("annealed_st_slope"):  # the slope, not tau's schedule: 1 -> 5 over 100 epochs
+        assert isinstance(system.temperature, SlopeTemperature) and system.temperature(550 * 100) == 0.2
+    elif estimator in ("gumbel_softmax", "st_gumbel"):  # the stated (r, N) of the paper's grid
+        assert isinstance(system.temperature, ExponentialTemperature)
+        assert (system.temperature.rate, system.temperature.update_every) == (1e-4, 1000)
+    if estimator in ("reinforce", "nvil", "darn", "muprop"):
+        assert system.model.latent.estimator.normalizer.enabled  # variance normalization, as the paper
+    x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
+    assert torch.isfinite(system.model.training_terms(x, system.tau_at(0))["neg_elbo"]).all()
