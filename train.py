@@ -439,6 +439,8 @@ def _job(cfg: DictConfig, sweeping: bool) -> dict[str, Any] | None:
             print(f"error: job {hydra_cfg.job.num} failed: {type(e).__name__}: {e}", file=sys.stderr)
             return None
         if isinstance(e, EXPECTED_FAILURES):  # one clear message on stderr, not a traceback
+            if output_dir.is_dir() and not any(output_dir.iterdir()):
+                output_dir.rmdir()  # the run directory Hydra made for a run that never started
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
         raise
@@ -478,5 +480,26 @@ def main(cfg: DictConfig) -> None:
             say(f"{name}: done in {took}: {shown}")
 
 
+def _refuse_numbers_for_groups(args: list[str]) -> None:
+    """`tau=0`: a config group given a value that is not one of its options; Hydra stops with a
+    traceback that does not name the group. Say it in one line, with the options on disk."""
+    configs = Path(__file__).resolve().parent / "configs"
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        group = configs / key
+        skip = arg.startswith(("-", "+", "~", "hydra")) or "," in value  # Hydra's groups have built-ins
+        if skip or not sep or not group.is_dir():
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        if value not in options and value != "null":
+            print(
+                f"error: {key}={value} is not allowed: {key} is a config group, one of"
+                f" {', '.join(options)} (its settings: {key}.<name>=...)",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+
+
 if __name__ == "__main__":
+    _refuse_numbers_for_groups(sys.argv[1:])
     main()

@@ -156,3 +156,26 @@ def test_the_cli_prints_one_line_and_writes_nothing(tmp_path, override, message)
     assert result.stderr.startswith(f"error: {message}") and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stdout + result.stderr and "Run directory" not in result.stdout
     assert not run.exists() or not any(run.iterdir())  # at most the empty folder Hydra makes
+
+
+def test_a_config_group_given_a_number_is_one_line_and_a_refused_run_leaves_no_directory(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO, child_env
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(REPO / "train.py"), "data=synthetic", *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=child_env(),
+        )  # fmt: skip
+
+    result = run("tau=0")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: tau=0 is not allowed: tau is a config group, one of constant, cosine, exponential,"
+        " linear, slope (its settings: tau.<name>=...)"
+    )
+    result = run("tau.tau0=-1", f"hydra.run.dir={tmp_path / 'refused'}")
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: tau.tau0=-1")
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "runs").exists()

@@ -1,5 +1,7 @@
 """python -m vae.sample: every picture exists, has the right size, and shows varied images."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -114,7 +116,12 @@ def test_pictures_go_to_the_checkpoints_wandb_run(train_checkpoint):
     runs = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 2 and {r.name for r in runs} == {trained.name}  # same run id
     (appended,) = [r for r in runs if r != trained]
-    rows = [r for r in history(appended) if "samples/traversals/path" in r]
+    # W&B's service process writes the run file; on a loaded machine the history row can land a
+    # moment after finish() returns: wait for it (a condition, not a fixed delay).
+    deadline = time.monotonic() + 120
+    while not (rows := [r for r in history(appended) if "samples/traversals/path" in r]):
+        assert time.monotonic() < deadline, "no history row in the appended W&B run file"
+        time.sleep(0.5)
     assert len(rows) == 1 and rows[0]["samples/global_step"] == 90
     for name in ("reconstructions", "prior_samples", "traversals"):
         assert _pixels(appended.parent / "files" / rows[0][f"samples/{name}/path"]).std() > 20
