@@ -8,6 +8,7 @@ python train.py <same overrides> ckpt_path=runs/.../checkpoints/last.ckpt   # re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -46,6 +47,7 @@ from vae.evaluation import importance_weighted_means
 from vae.hardware import describe, drop_unusable_nvml_check
 from vae.loggers import previous_wandb_run_id
 from vae.model import VAE
+from vae.run_lock import RunDirectoryBusy, hold_run_directory
 from vae.selection import STATUS_FILE, Plan, plan_job, record_rung, record_status
 from vae.training import DivergedError, NonFiniteLossError, VAETraining
 from vae.validation import require_positive_float
@@ -232,11 +234,24 @@ def _validate_often_enough(cfg: DictConfig, datamodule: BinarizedImages) -> None
     its steps instead, so that it too has a best checkpoint and a validation curve. A cadence set
     with trainer.val_check_interval is left alone."""
     trainer = cfg.trainer
-    if trainer.get("val_check_interval") is not None or trainer.get("fast_dev_run"):
+    if trainer.get("fast_dev_run"):
         return
     per_epoch = datamodule.train_batches_per_epoch()
     limit = trainer.get("limit_train_batches", 1.0)
     per_epoch = min(per_epoch, limit) if isinstance(limit, int) else int(per_epoch * limit)
+    interval = trainer.get("val_check_interval")
+    if (
+        isinstance(interval, int)
+        and trainer.get("check_val_every_n_epoch") is not None
+        and interval > per_epoch
+    ):
+        raise ConfigError(
+            f"trainer.val_check_interval={interval} is not allowed: an epoch has {per_epoch} training"
+            f" batches; use at most {per_epoch}, or add trainer.check_val_every_n_epoch=null to count"
+            " the steps across epochs"
+        )
+    if interval is not None:
+        return  # a cadence the user set is kept
     lengths = [trainer.max_steps] if (trainer.get("max_steps") or -1) > 0 else []
     lengths += [trainer.max_epochs * per_epoch] if (trainer.get("max_epochs") or -1) > 0 else []
     total = min(lengths, default=None)
@@ -306,7 +321,17 @@ def fit_and_test(run: Run) -> dict[str, Any]:
         if cfg.test:
             metrics.update(trainer.test(system, datamodule=datamodule, ckpt_path=best)[0])
             if cfg.iw_samples and trainer.is_global_zero:  # trainer.test left the best weights in system
-                bounds = _importance_weighted_test(system.model, datamodule, cfg.iw_samples, cfg.seed)
+                try:
+                    bounds = _importance_weighted_test(system.model, datamodule, cfg.iw_samples, cfg.seed)
+                except KeyboardInterrupt:  # keep the numbers already computed; the bound is one command
+                    metrics.update(checkpoint=best, iw_samples_interrupted=cfg.iw_samples)
+                    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+                    print(
+                        f"Interrupted during the k={cfg.iw_samples} bound: metrics.json holds the rest;"
+                        f" python -m vae.evaluate ckpt_path={best} k={cfg.iw_samples} computes it",
+                        file=sys.stderr,
+                    )
+                    raise
                 metrics.update(bounds)
                 for logger in loggers:
                     logger.log_metrics(bounds, step=system.weights_step)
@@ -337,7 +362,25 @@ def fit_and_test(run: Run) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """prepare, then fit_and_test: what `python train.py` runs, for code that has a composed config."""
-    return fit_and_test(prepare(cfg))
+    run = prepare(cfg)
+    with _holding(run):
+        return fit_and_test(run)
+
+
+def _holding(run: Run):
+    """The run directory's lock (vae/run_lock.py), taken by the first process under DDP; then the
+    directory is checked again, in case another run finished there since prepare() looked."""
+    if rank_zero_only.rank != 0:
+        return contextlib.nullcontext()
+    lock = hold_run_directory(run.output_dir)
+
+    @contextlib.contextmanager
+    def held():
+        with lock:
+            _refuse_to_overwrite(run.output_dir, run.cfg.ckpt_path)
+            yield
+
+    return held()
 
 
 EXPECTED_FAILURES = (ConfigError, DataError, NonFiniteLossError, DivergedError)
@@ -426,12 +469,18 @@ def _job(cfg: DictConfig, sweeping: bool) -> dict[str, Any] | None:
             return None
     try:
         run = prepare(cfg)
-        if rank_zero_only.rank == 0:
-            _write_hydra_record(output_dir, task_cfg)
-        metrics = fit_and_test(run)
-        if sweeping and rank_zero_only.rank == 0:
-            record_rung(output_dir, metrics)  # the validation numbers selection compares
+        with _holding(run):
+            if rank_zero_only.rank == 0:
+                _write_hydra_record(output_dir, task_cfg)
+            metrics = fit_and_test(run)
+            if sweeping and rank_zero_only.rank == 0:
+                record_rung(output_dir, metrics)  # the validation numbers selection compares
         return metrics
+    except RunDirectoryBusy as e:  # the other process's job: nothing recorded in its directory
+        print(f"error: {e}", file=sys.stderr)
+        if sweeping:
+            return None
+        sys.exit(1)
     except Exception as e:
         if sweeping:  # record the failure and let the other jobs of the sweep run
             _write_hydra_record(output_dir, task_cfg)

@@ -48,6 +48,10 @@ BAD_VALUES = [
     ("model/estimator=gumbel_rao model.estimator.num_draws=0", "model.estimator.num_draws=0 is not allowed"),
     ("data.batch_size=0", "data.batch_size=0 is not allowed"),
     ("tau.tau_min=2.0", "tau.tau_min=2.0 is not allowed: must be < tau0"),
+    (
+        "trainer.val_check_interval=1000",
+        "trainer.val_check_interval=1000 is not allowed: an epoch has 18 training batches",
+    ),
 ]
 if torch.cuda.is_available():  # the accelerator check needs a machine without a GPU
     BAD_VALUES = [b for b in BAD_VALUES if "accelerator" not in b[0]]

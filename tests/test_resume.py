@@ -85,6 +85,9 @@ def test_killed_mid_epoch_and_resumed_ends_exactly_as_uninterrupted(
     assert not (killed / "metrics.json").exists()
     last = killed / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == last_checkpoint_step
+    # What other killed attempts leave: a best checkpoint nothing tracks, a temporary file of a save.
+    (killed / "checkpoints" / "best-epoch009-step999.ckpt").write_bytes(b"stray")
+    (killed / "checkpoints" / ".last.ckpt.x1y2.tmp").write_bytes(b"partial")
 
     # The README's resume command: the same overrides plus the checkpoint; no run directory given.
     _finish(_train("logger=csv", *validation, f"ckpt_path={last}", cwd=tmp_path))
@@ -172,3 +175,28 @@ def test_a_finished_runs_last_checkpoint_holds_its_final_step(tmp_path):
     _finish(_train("logger=csv", "trainer.max_steps=50", f"hydra.run.dir={run}", cwd=tmp_path))
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 50
     assert json.loads((run / "metrics.json").read_text())["last_step"] == 50
+
+
+def test_a_second_process_on_a_run_directory_in_use_is_refused_and_writes_nothing(tmp_path):
+    run = tmp_path / "run"
+    progress = tmp_path / "step.txt"
+    pause = ["+callbacks.pause._target_=pausing.PauseAtStep", f"+callbacks.pause.path={progress}"]
+    first = _train("logger=csv", *pause, "+callbacks.pause.step=3", f"hydra.run.dir={run}", cwd=tmp_path)
+    deadline = time.time() + 300
+    while not (progress.exists() and progress.read_text() == "3"):  # before any checkpoint
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        assert time.time() < deadline, "the first run never reached the step"
+        time.sleep(0.2)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "metrics.csv"}
+    second = _train("logger=csv", "seed=2", f"hydra.run.dir={run}", cwd=tmp_path)
+    _, stderr = second.communicate(timeout=300)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert second.returncode == 1
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: paths.output_dir='{run}' is in use by a run in process")
+    )
+    assert {p: p.read_bytes() for p in before} == before  # the first run's files, untouched
+    assert not (run / "metrics.json").exists()

@@ -129,3 +129,12 @@ def test_the_readme_notebook_snippet_runs_as_pasted(categorical_ckpt, capsys):
     assert printed.strip(), "the snippet prints what it computed"
     model = vae.load(categorical_ckpt)
     assert isinstance(model, torch.nn.Module) and not hasattr(model, "trainer")  # no Lightning in sight
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_on_a_machine_without_it_is_one_line():
+    from vae.config import ConfigError
+    from vae.tools import pick_device
+
+    with pytest.raises(ConfigError, match="device='cuda' is not allowed: this machine has no CUDA device"):
+        pick_device("cuda")

@@ -68,7 +68,10 @@ class ImageGrids(L.Callback):
         image_dir = self.output_dir / "images"
         image_dir.mkdir(parents=True, exist_ok=True)
         for name, grid in grids.items():
-            save_image(grid, image_dir / f"{name}-epoch={trainer.current_epoch:03d}.png")
+            # One file per validation: a run that validates several times an epoch keeps them all.
+            save_image(
+                grid, image_dir / f"{name}-epoch{trainer.current_epoch:03d}-step{trainer.global_step}.png"
+            )
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     logger.log_image(

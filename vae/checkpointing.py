@@ -26,7 +26,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 TEMPORARY_SUFFIX = ".tmp"
@@ -102,6 +102,23 @@ class LastCheckpoint(Checkpoint):
             return
         trainer.save_checkpoint(self.path)
         self._saved_step = trainer.global_step
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A resumed run removes what killed attempts left in its checkpoint folder: temporary
+        files of interrupted saves, and best-* checkpoints that the restored best-checkpoint
+        callback does not track (written after the checkpoint resumed from, by an attempt that was
+        then killed, or left by a kill between saving a new best and removing the old one)."""
+        remove_temporary_files(self.dirpath)
+        if trainer.ckpt_path is None:
+            return
+        for callback in trainer.checkpoint_callbacks:
+            if not isinstance(callback, ModelCheckpoint) or Path(callback.dirpath or "") != self.dirpath:
+                continue
+            tracked = {Path(p).resolve() for p in [*callback.best_k_models, callback.best_model_path] if p}
+            tracked.add(Path(trainer.ckpt_path).resolve())
+            for path in self.dirpath.glob("best-*.ckpt"):
+                if path.resolve() not in tracked:
+                    path.unlink()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A validation at the end of an epoch is followed by the epoch's end, where ModelCheckpoint

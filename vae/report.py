@@ -132,6 +132,22 @@ def _estimator_from_config(run: Run, resolved: dict) -> None:
         run.metrics.update(estimator=name, decoder_passes=passes)
 
 
+def _bound_from_evaluation(run: Run) -> None:
+    """The k-sample bound that vae.evaluate wrote beside the run's chosen checkpoint
+    (<checkpoint>.eval-k<k>.json), the largest k, for a run trained without iw_samples."""
+    checkpoint = Path(run.metrics["checkpoint"])
+    found = []
+    for path in checkpoint.parent.glob(f"{checkpoint.stem}.eval-k*.json"):
+        k = path.stem.rsplit("-k", 1)[-1]
+        if k.isdigit():
+            found.append((int(k), path))
+    if found:
+        k, path = max(found)
+        numbers = json.loads(path.read_text())
+        if "test/nll_iw" in numbers:
+            run.metrics.update({"test/nll_iw": numbers["test/nll_iw"], "iw_samples": k})
+
+
 def load_run(path: Path) -> Run:
     overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
     run = Run(path=path, overrides=list(overrides), status="running")
@@ -145,6 +161,8 @@ def load_run(path: Path) -> Run:
         run.metrics = json.loads((path / "metrics.json").read_text())
         if "estimator" not in run.metrics:  # metrics.json of versions before it named the estimator
             _estimator_from_config(run, resolved)
+        if "test/nll_iw" not in run.metrics and run.metrics.get("checkpoint"):
+            _bound_from_evaluation(run)
     elif (path / "failed.json").exists():
         failure = json.loads((path / "failed.json").read_text())
         run.status, run.error = "failed", f"{failure['error']}: {failure['message']}"
@@ -192,7 +210,9 @@ def selected_rows(runs: list[Run]) -> list[dict]:
     choosing = [r for r in runs if r.selection.get("keys")]
     if not choosing:
         return []
-    declared = choosing[0].selection
+    # The longest run's declaration: a search continued with a longer schedule (more rungs) records
+    # it in the runs it continued.
+    declared = max(choosing, key=lambda r: r.max_steps).selection
     keys = list(declared["keys"])
     metric = declared.get("metric") or "val/neg_elbo"
     max_steps = max(r.max_steps for r in choosing)
@@ -432,7 +452,7 @@ def markdown(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:
     lines = [
         f"# Sweep report: {sweep_dir}",
         "",
-        "Mean ± std over seeds, nats per image; test and val −ELBO with one-hot samples for a"
+        "Mean ± std over seeds, nats per image; test and val −ELBO with exact (one-hot, binary) samples for a"
         " discrete latent, from the checkpoint each run chose (the checkpoint column). Best first.",
         "",
         f"Settings shared by every run: `{' '.join(shared_overrides(runs)) or '(none)'}`",

@@ -32,6 +32,10 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda") and not str(name).startswith("cuda:"):
         raise ConfigError(f"device={name!r} is not allowed: one of {DEVICES}")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={name!r} is not allowed: this machine has no CUDA device; use device=cpu or auto"
+        )
     return torch.device(name)
 
 
