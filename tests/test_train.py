@@ -372,3 +372,16 @@ def test_a_diverged_run_fails_with_one_line_and_writes_no_checkpoint(make_config
     assert named in str(error.value) and "\n" not in str(error.value)
     assert not list((tmp_path / "run").rglob("*.ckpt"))
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_evaluation_is_float32_under_bf16_mixed_precision(make_config):
+    # Validation and test run inside Lightning's bf16 autocast; their numbers must be those of the
+    # float32 model all the same.
+    _, system = train._build_checked(make_config(["model=bernoulli", "model.estimator=nvil"]))
+    x = torch.bernoulli(torch.full((64, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
+    plain = system.model.evaluation_terms(x, None, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = system.model.evaluation_terms(x, None, generator=torch.Generator().manual_seed(0))
+    for name, value in plain.items():
+        assert autocast[name].dtype == torch.float32
+        assert torch.equal(autocast[name], value), name

@@ -104,12 +104,18 @@ class VAE(nn.Module):
     ) -> dict[str, Tensor]:
         """What validation and test report, per image (B,): recon, kl and neg_elbo with one exact
         z ~ q(z|x) drawn from `generator`, and neg_elbo_relaxed (the relaxed sample at tau) for
-        latents trained through a relaxation."""
-        q = self.encode(x)
-        terms = self.negative_elbo(x, q.sample(generator=generator), q)
-        if self.latent.relaxes and temperature is not None:
-            relaxed = self.latent.relaxed_sample(q, temperature, generator=generator)
-            terms["neg_elbo_relaxed"] = self.negative_elbo(x, relaxed, q)["neg_elbo"]
+        latents trained through a relaxation.
+
+        Always in float32: under mixed precision (trainer.precision=bf16-mixed) autocast is turned
+        off here, so evaluation numbers do not depend on the precision training used.
+        """
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            q = self.encode(x)
+            terms = self.negative_elbo(x, q.sample(generator=generator), q)
+            if self.latent.relaxes and temperature is not None:
+                relaxed = self.latent.relaxed_sample(q, temperature, generator=generator)
+                terms["neg_elbo_relaxed"] = self.negative_elbo(x, relaxed, q)["neg_elbo"]
         return terms
 
 
