@@ -434,9 +434,10 @@ def _continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str])
     plan = plan_job(output_dir, overrides, selection, cfg.trainer.get("max_steps") or -1)
     metrics = output_dir / "metrics.json"
     if plan.action == "run" and metrics.is_file():
-        last_step = json.loads(metrics.read_text()).get("last_step", 0)
-        if plan.steps is None or plan.steps <= 0 or last_step >= plan.steps:
+        finished = json.loads(metrics.read_text())
+        if plan.steps is None or plan.steps <= 0 or finished.get("last_step", 0) >= plan.steps:
             return Plan("done", reason=f"finished before ({metrics})")
+        record_rung(output_dir, finished)  # its numbers at this rung outlive the metrics.json it rewrites
     if plan.action != "run":
         return plan
     (output_dir / STATUS_FILE).unlink(missing_ok=True)  # it waited before, and runs now

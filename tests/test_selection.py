@@ -109,3 +109,21 @@ def test_a_sweep_with_a_failed_job_exits_non_zero_naming_it(tmp_path):
     assert result.returncode == 1
     assert "error: job 0 failed: ConfigError: tau.tau0=-1 is not allowed" in result.stderr
     assert (tmp_path / "sweep" / "1" / "metrics.json").exists()  # the other job ran
+
+
+def test_a_job_that_goes_on_from_a_rung_keeps_its_numbers_there_though_it_predates_rungs_json(tmp_path):
+    import train
+    from conftest import compose_config
+
+    sweep = tmp_path / "sweep"
+    for job, (lr, val) in enumerate([("0.1", 100.0), ("0.2", 120.0)]):
+        (sweep / str(job) / ".hydra").mkdir(parents=True)
+        (sweep / str(job) / ".hydra" / "overrides.yaml").write_text(f"- optimizer.lr={lr}\n")
+        (sweep / str(job) / "metrics.json").write_text(json.dumps({"last_step": 18, "val/neg_elbo": val}))
+    settings = [*SELECT, "test=true"]
+    cfg = compose_config([*settings, "optimizer.lr=0.1"], sweep / "0")
+    plan = train._continue_sweep_job(cfg, sweep / "0", ["optimizer.lr=0.1"])
+    assert (plan.action, plan.steps, cfg.trainer.max_steps, cfg.test) == ("run", 36, 36, True)
+    assert json.loads((sweep / "0" / "rungs.json").read_text()) == {"18": {"val/neg_elbo": 100.0}}
+    cfg = compose_config([*settings, "optimizer.lr=0.2"], sweep / "1")
+    assert train._continue_sweep_job(cfg, sweep / "1", ["optimizer.lr=0.2"]).action == "done"
