@@ -116,14 +116,16 @@ def _cli(*overrides: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_cli_unknown_model_lists_the_options(tmp_path):
     result = _cli("model=bogus", cwd=tmp_path)
     assert result.returncode != 0
-    assert "Could not find 'model/bogus'" in result.stderr
-    assert "categorical" in result.stderr and "gaussian" in result.stderr
+    assert result.stderr.strip() == (
+        "error: model=bogus is not allowed: model is a config group, one of bernoulli, categorical,"
+        " gaussian (its settings: model.<name>=...)"
+    )
 
 
 def test_cli_unknown_schedule_lists_the_options(tmp_path):
     result = _cli("tau=sigmoid", cwd=tmp_path)
-    assert result.returncode != 0 and "Could not find 'tau/sigmoid'" in result.stderr
-    assert "cosine" in result.stderr
+    assert result.returncode != 0 and "error: tau=sigmoid is not allowed" in result.stderr
+    assert "cosine" in result.stderr and "slope" in result.stderr
 
 
 def test_cli_bad_value_is_one_message_without_a_traceback(tmp_path):
