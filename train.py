@@ -488,6 +488,14 @@ def _job(cfg: DictConfig, sweeping: bool) -> dict[str, Any] | None:
             _record_failure(output_dir, e)
             print(f"error: job {hydra_cfg.job.num} failed: {type(e).__name__}: {e}", file=sys.stderr)
             return None
+        if isinstance(e, OSError) and e.filename:  # a full disk, a read-only folder: say which file
+            print(
+                f"error: could not write {e.filename}: {e.strerror or e}; the checkpoints written before"
+                " are intact (each is written whole or not at all): make room or choose a writable"
+                " hydra.run.dir, then resume from the run's checkpoints/last.ckpt",
+                file=sys.stderr,
+            )
+            sys.exit(1)
         if isinstance(e, EXPECTED_FAILURES):  # one clear message on stderr, not a traceback
             if output_dir.is_dir() and not any(output_dir.iterdir()):
                 output_dir.rmdir()  # the run directory Hydra made for a run that never started

@@ -20,3 +20,14 @@ class PauseAtStep(L.Callback):
         self.path.write_text(str(trainer.global_step))
         if trainer.global_step == self.step:
             time.sleep(600)
+
+
+class FullDiskAtStep(L.Callback):
+    """At `step`, fail as a checkpoint write on a full disk does (OSError ENOSPC with the file)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise OSError(28, "No space left on device", f"{trainer.default_root_dir}/checkpoints/last.ckpt")

@@ -200,3 +200,16 @@ def test_a_second_process_on_a_run_directory_in_use_is_refused_and_writes_nothin
     )
     assert {p: p.read_bytes() for p in before} == before  # the first run's files, untouched
     assert not (run / "metrics.json").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_checkpoints_stay_loadable(tmp_path):
+    run = tmp_path / "run"
+    process = _train(
+        "logger=none", "+callbacks.full._target_=pausing.FullDiskAtStep", "+callbacks.full.step=25",
+        f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines()[-1].startswith("error: could not write ")
+    assert "No space left on device" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 18

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -43,6 +44,10 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
+    except RuntimeError as e:  # torch's archive writer reports a failed write (a full disk) this way
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise OSError(errno.EIO, f"the write failed ({str(e).splitlines()[0]})", str(path)) from e
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
