@@ -43,9 +43,9 @@ class DivergedError(RuntimeError):
 
 # A run has diverged when its validation -ELBO exceeds this many times the larger of the first
 # training step's loss and the cost of coding every pixel with a fair coin (D log 2 nats): a
-# learning rate that blows up reaches 10^4 to 10^7 nats, while a model that learns nothing stays
-# near its start.
-DIVERGENCE_FACTOR = 2.0
+# learning rate that blows up reaches 10^4 to 10^7 nats, while a large first step of Adam can
+# lift a young model to about twice its start for a moment (measured: 1213 nats at step 1, lr 3e-2).
+DIVERGENCE_FACTOR = 10.0
 
 
 class VAETraining(L.LightningModule):
