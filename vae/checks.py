@@ -155,7 +155,8 @@ RESUME_MAY_CHANGE = (
 def resume_changes(now: dict[str, Any], before: dict[str, Any], ckpt_path: str) -> dict[str, list[Any]]:
     """{key: [before, now]} for the settings a resumed run changes, all of them ones it may change
     (RESUME_MAY_CHANGE); any other difference from the checkpoint's run is refused, all named."""
-    changed = {key: [old, new] for key, (old, new) in _differences(before, now, "")}
+    # Only what the checkpoint records: one of an earlier version may lack settings added since.
+    changed = {key: [old, new] for key, (old, new) in _differences(before, now, "") if _records(before, key)}
     refused = [
         f"{key}={new!r} (the checkpoint's run has {old!r})"
         for key, (old, new) in changed.items()
@@ -168,3 +169,13 @@ def resume_changes(now: dict[str, Any], before: dict[str, Any], ckpt_path: str) 
             " the final test, logging, callbacks and where files go may change), or start a new run"
         )
     return changed
+
+
+def _records(config: dict[str, Any], key: str) -> bool:
+    """Whether a nested config holds the dotted key (as opposed to lacking it)."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
