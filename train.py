@@ -177,21 +177,22 @@ def prepare(cfg: DictConfig) -> Run:
     datamodule.prepare_data()  # the data on disk (or downloaded) before a run directory is written
     if system.model.wants_data_mean and cfg.ckpt_path is None:  # a resumed run has them in its weights
         system.model.adapt_to_data(datamodule.train_mean())
-    if cfg.ckpt_path is not None:
-        _continue_the_same_run(cfg, output_dir)
+    checkpoint = read_checkpoint(cfg.ckpt_path) if cfg.ckpt_path is not None else None
+    if checkpoint is not None:
+        _continue_the_same_run(cfg, output_dir, run_config(checkpoint))
     _validate_often_enough(cfg, datamodule)
-    if cfg.ckpt_path is not None:
-        _record_resume_changes(cfg)
+    if checkpoint is not None:
+        _record_resume_changes(cfg, run_config(checkpoint), checkpoint["global_step"])
     loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
     callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]
     trainer = _build_trainer(cfg, loggers, callbacks)
     return Run(cfg, datamodule, system, trainer, loggers, output_dir)
 
 
-def _continue_the_same_run(cfg: DictConfig, output_dir: Path) -> None:
+def _continue_the_same_run(cfg: DictConfig, output_dir: Path, before: dict[str, Any]) -> None:
     """A resumed run validates as the run it continues did (the cadence a short run was given
-    included), and a finished run is not run again unless it is to train longer."""
-    before = run_config(read_checkpoint(cfg.ckpt_path))
+    included), and a finished run is not run again unless it is to train longer. before: the
+    checkpoint's run config."""
     trainer_before = before.get("trainer") or {}
     with open_dict(cfg):
         if cfg.trainer.get("val_check_interval") is None and trainer_before.get("val_check_interval"):
@@ -207,11 +208,10 @@ def _continue_the_same_run(cfg: DictConfig, output_dir: Path) -> None:
         )
 
 
-def _record_resume_changes(cfg: DictConfig) -> None:
+def _record_resume_changes(cfg: DictConfig, before: dict[str, Any], step: int) -> None:
     """Refuse a resume that changes what the run is; record the changes it may make (longer,
     tested otherwise, logged elsewhere) in changes_on_resume, which config.yaml, every checkpoint
     and metrics.json carry."""
-    before = run_config(read_checkpoint(cfg.ckpt_path))
     now = OmegaConf.to_container(cfg, resolve=True)
     changes = resume_changes(now, before, cfg.ckpt_path)
     history = list(before.get("changes_on_resume") or [])
@@ -219,7 +219,6 @@ def _record_resume_changes(cfg: DictConfig) -> None:
         k: v for k, v in changes.items() if k.split(".")[0] not in ("ckpt_path", "paths", "changes_on_resume")
     }
     if meaningful:
-        step = read_checkpoint(cfg.ckpt_path)["global_step"]
         history.append({"step": step, "changes": meaningful})
         print(f"Resumed at step {step} with {', '.join(f'{k}={v[1]!r}' for k, v in meaningful.items())}")
     with open_dict(cfg):

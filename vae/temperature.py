@@ -70,14 +70,18 @@ class _AnnealedTemperature(TemperatureSchedule):
         self.tau_min = float(self.tau_min)
 
 
-class ExponentialTemperature(_AnnealedTemperature):
-    """Jang et al.'s schedule (reads tau0, tau_min, rate, update_every)."""
+class _SteppedTemperature(_AnnealedTemperature):
+    """Shared checks of the schedules that change by `rate` every `update_every` steps."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         require_positive_float("rate", self.rate)
         require_positive_int("update_every", self.update_every)
         self.rate = float(self.rate)
+
+
+class ExponentialTemperature(_SteppedTemperature):
+    """Jang et al.'s schedule (reads tau0, tau_min, rate, update_every)."""
 
     def __call__(self, step: int) -> float:
         t = step - step % self.update_every  # tau changes only every `update_every` steps
@@ -108,15 +112,9 @@ class CosineTemperature(_FixedLengthTemperature):
         return self.tau_min + (self.tau0 - self.tau_min) * cosine
 
 
-class SlopeTemperature(_AnnealedTemperature):
+class SlopeTemperature(_SteppedTemperature):
     """Slope annealing (reads tau0, tau_min, rate, update_every): the slope 1/tau grows by `rate`
     every `update_every` steps, from 1/tau0 up to 1/tau_min."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        require_positive_float("rate", self.rate)
-        require_positive_int("update_every", self.update_every)
-        self.rate = float(self.rate)
 
     def __call__(self, step: int) -> float:
         slope = min(1 / self.tau_min, 1 / self.tau0 + self.rate * (step // self.update_every))
