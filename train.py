@@ -47,10 +47,11 @@ from vae.evaluation import importance_weighted_means
 from vae.hardware import describe, drop_unusable_nvml_check
 from vae.loggers import previous_wandb_run_id
 from vae.model import VAE
+from vae.objectives import OBJECTIVES, build_objective
 from vae.run_lock import RunDirectoryBusy, hold_run_directory
 from vae.selection import STATUS_FILE, Plan, plan_job, record_rung, record_status
 from vae.training import DivergedError, NonFiniteLossError, VAETraining
-from vae.validation import require_positive_float
+from vae.validation import InvalidValue, require_positive_float
 
 
 @dataclass
@@ -86,6 +87,19 @@ def _build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
         block = instantiate_node(cfg, f"network.{part}")
         call_checked(f"network.{part}", block, **{size_arg: 1}, image_shape=image_shape)
     model = call_checked("model", build_model, cfg.model, image_shape)
+    objective_node = OmegaConf.to_container(cfg.objective, resolve=True) if cfg.get("objective") else None
+    objective = call_checked("objective", build_objective, objective_node, OBJECTIVES)
+    try:
+        model.use_objective(objective)
+    except InvalidValue as e:
+        raise ConfigError(f"objective={objective.name} is not allowed here: it {e.allowed}") from None
+    groups = model.parameter_groups()
+    for group in cfg.get("group_optimizers") or {}:
+        if group not in groups:
+            have = ", ".join(groups) or "none (e.g. model.prior=learned has a prior group)"
+            raise ConfigError(
+                f"group_optimizers.{group} is not allowed: this model's parameter groups are: {have}"
+            )
     system = call_checked(
         "model",
         VAETraining,
@@ -95,12 +109,21 @@ def _build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
         gradient_clip_val=clip,
         evaluation_seed=cfg.seed,
         lr_schedule=instantiate_node(cfg, "lr_schedule") if cfg.get("lr_schedule") else None,
-        prior_optimizer=instantiate_node(cfg, "prior_optimizer") if cfg.get("prior_optimizer") else None,
+        group_optimizers={
+            group: instantiate_node(cfg, f"group_optimizers.{group}")
+            for group, node in (cfg.get("group_optimizers") or {}).items()
+            if node is not None
+        },
     )
     try:  # torch checks the optimizer's other settings (betas, eps, ...) when it is built
         optimizer = system.optimizer_factory(system.parameters())
     except (ValueError, TypeError) as e:
         raise ConfigError(f"optimizer: {e}") from None
+    for group, make in system.group_optimizer_factories.items():
+        try:
+            make(groups[group])
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"group_optimizers.{group}: {e}") from None
     if system.lr_schedule_factory is not None:
         try:
             system.lr_schedule_factory(optimizer)
@@ -341,8 +364,10 @@ def fit_and_test(run: Run) -> dict[str, Any]:
             validation=_validation_cadence(cfg, best),
             epochs=trainer.current_epoch,
             tau=system.tau,
-            estimator=system.model.latent.estimator_name,
-            decoder_passes=system.model.latent.decoder_passes,
+            objective=system.model.objective.name,
+            num_samples=system.model.objective.num_samples,  # samples of z per image
+            estimator=system.model.estimator_name,
+            decoder_passes=system.model.decoder_passes,
             seed=cfg.seed,
             hardware=_hardware(trainer),
         )

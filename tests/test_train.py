@@ -385,3 +385,61 @@ def test_evaluation_is_float32_under_bf16_mixed_precision(make_config):
     for name, value in plain.items():
         assert autocast[name].dtype == torch.float32
         assert torch.equal(autocast[name], value), name
+
+
+@pytest.mark.parametrize(
+    "overrides, group",
+    [
+        (["model=bernoulli", "model.prior=learned"], "prior"),
+        (["model=bernoulli", "model.estimator=nvil"], "control_variate"),
+        (["model=bernoulli", "model.estimator=relax"], "control_variate"),
+    ],
+)
+def test_a_group_optimizer_trains_its_group_and_the_main_optimizer_the_rest(make_config, overrides, group):
+    sgd = f"+group_optimizers.{group}={{_target_:torch.optim.SGD,_partial_:true,lr:0.5}}"
+    system = train.prepare(make_config([*overrides, sgd])).system
+    main, own = (
+        entry["optimizer"] if isinstance(entry, dict) else entry for entry in system.configure_optimizers()
+    )
+    grouped = system.model.parameter_groups()[group]
+    main_ids = {id(p) for g in main.param_groups for p in g["params"]}
+    own_ids = {id(p) for g in own.param_groups for p in g["params"]}
+    assert own_ids == {id(p) for p in grouped} and not main_ids & own_ids
+    assert main_ids | own_ids == {id(p) for p in system.model.parameters()}
+    # One step: the group moves by -lr * grad (plain SGD), whatever the main optimizer (Adam) does.
+    x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in grouped]
+    for optimizer in (main, own):
+        optimizer.zero_grad()
+    system.model.training_terms(x, 1.0)["loss"].mean().backward()
+    grads = [p.grad.clone() for p in grouped]
+    main.step()
+    own.step()
+    for p, b, g in zip(grouped, before, grads, strict=True):
+        assert torch.allclose(p.detach(), b - 0.5 * g, atol=1e-7)
+
+
+def test_a_group_the_model_lacks_is_refused_naming_the_groups_it_has(make_config, tmp_path):
+    sgd = "{_target_:torch.optim.SGD,_partial_:true,lr:0.5}"
+    with pytest.raises(ConfigError, match=r"^group_optimizers.prior is not allowed: .* are: none"):
+        train.prepare(make_config(["model=bernoulli", f"+group_optimizers.prior={sgd}"]))
+    with pytest.raises(ConfigError, match=r"^group_optimizers.baseline is not allowed: .* are: prior$"):
+        train.prepare(
+            make_config(["model=bernoulli", "model.prior=learned", f"+group_optimizers.baseline={sgd}"])
+        )
+    with pytest.raises(ConfigError, match=r"^group_optimizers.prior: Invalid learning rate"):
+        bad = "{_target_:torch.optim.SGD,_partial_:true,lr:-1.0}"
+        train.prepare(
+            make_config(["model=bernoulli", "model.prior=learned", f"+group_optimizers.prior={bad}"])
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_with_a_prior_optimizer_reads_as_a_group_optimizer():
+    from vae.checkpoint import CONFIG_KEY, upgrade_checkpoint
+
+    sgd = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01}
+    old = {CONFIG_KEY: {"model": {}, "prior_optimizer": sgd}, "state_dict": {}}
+    assert upgrade_checkpoint(old)[CONFIG_KEY] == {"model": {}, "group_optimizers": {"prior": sgd}}
+    unset = {CONFIG_KEY: {"model": {}, "prior_optimizer": None}, "state_dict": {}}
+    assert upgrade_checkpoint(unset)[CONFIG_KEY] == {"model": {}}

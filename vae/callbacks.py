@@ -121,7 +121,7 @@ class GradientVariance(L.Callback):
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             torch.manual_seed(step)
             for _ in range(self.num_draws):
-                loss = model.training_terms(x, tau)["neg_elbo"].mean()
+                loss = model.training_terms(x, tau)["loss"].mean()
                 grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
         model.train(was_training)
         stacked = torch.stack(grads)  # (num_draws, encoder parameters)

@@ -65,10 +65,10 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkp
     config = run_config(checkpoint)
     try:
         image_shape = build(config["data"]).image_shape
-        model = build_model(config["model"], image_shape)
+        model = build_model(config["model"], image_shape, config.get("objective"))
         weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
         model.load_state_dict(weights)
-        schedule = build(config["tau"]) if config.get("tau") and model.latent.uses_temperature else None
+        schedule = build(config["tau"]) if config.get("tau") and model.uses_temperature else None
     except Exception as e:  # an unknown _target_, a foreign class, mismatched weights
         raise CheckpointError(f"{path}: does not hold a model of this project: {e}") from None
     model.step = checkpoint["global_step"]
@@ -115,6 +115,18 @@ _OLD_LATENTS = {
 
 
 def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Bring a checkpoint of an earlier version up to date, in place."""
+    _upgrade_before_the_model_system_split(checkpoint)
+    config = checkpoint.get(CONFIG_KEY)
+    if isinstance(config, dict) and "prior_optimizer" in config:
+        # Before group_optimizers, a learned prior's optimizer had a key of its own.
+        prior = config.pop("prior_optimizer")
+        if prior is not None:
+            config["group_optimizers"] = {"prior": prior, **(config.get("group_optimizers") or {})}
+    return checkpoint
+
+
+def _upgrade_before_the_model_system_split(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """Bring a checkpoint written before the model/system split up to date, in place.
 
     Those held only the model's config under CONFIG_KEY (latent settings, networks, optimizer, tau

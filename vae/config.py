@@ -113,6 +113,13 @@ def build(node: DictConfig | dict[str, Any], **kwargs: Any) -> Any:
     return hydra.utils.instantiate({**node, **kwargs}, _convert_="all")
 
 
-def build_model(model_config: DictConfig | dict[str, Any], image_shape: tuple[int, ...]) -> Any:
-    """The VAE (vae.model.VAE) a model config node describes, for images of image_shape (C, H, W)."""
-    return build(model_config, image_shape=list(image_shape))
+def build_model(
+    model_config: DictConfig | dict[str, Any],
+    image_shape: tuple[int, ...],
+    objective: DictConfig | dict[str, Any] | None = None,
+) -> Any:
+    """The VAE (vae.model.VAE) a model config node describes, for images of image_shape (C, H, W),
+    trained with the objective node (configs/objective/; None: the ELBO)."""
+    if isinstance(objective, DictConfig):
+        objective = OmegaConf.to_container(objective, resolve=True)
+    return build(model_config, image_shape=list(image_shape), objective=objective)

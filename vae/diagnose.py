@@ -189,6 +189,7 @@ def _estimators(names: list[str] | None, model: VAE, reference: bool = False) ->
             )
         try:
             built[name] = build_estimator(name, available)
+            built[name].bind_latent(model.latent)  # RELAX: a control-variate network, untrained
             built[name].bind_inputs(model.image_shape)  # NVIL: a baseline network, untrained
             built[name].to(next(model.parameters()).device).eval()  # running averages stay put
         except InvalidValue:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vae.model import VAE
+from vae.objectives import log_mean_exp
 
 
 @torch.no_grad()
@@ -32,20 +32,19 @@ def importance_weighted(
 
     The k samples are drawn chunk_size at a time, so memory holds chunk_size * B decoded images.
     """
-    q, prior = model.encode(x), model.prior()
+    q = model.encode(x)
     log_weights, recon = [], []
     for start in range(0, k, chunk_size):
         n = min(chunk_size, k - start)
         z = q.sample((n,), generator=generator)  # (n, B, *event_shape)
-        x_rep = x.expand(n, *x.shape).flatten(0, 1)  # (n * B, C, H, W)
-        log_px_z = model.decode(z.flatten(0, 1)).log_prob(x_rep).view(n, -1)  # (n, B)
-        log_weights.append(log_px_z + prior.log_prob(z) - q.log_prob(z))  # (n, B)
+        log_w, log_px_z = model.log_weights(x, z, q)  # (n, B) each: the objectives' computation
+        log_weights.append(log_w)
         recon.append(-log_px_z)
     log_w = torch.cat(log_weights)  # (k, B)
     kl = model.latent.kl(q)
     recon_mean = torch.cat(recon).mean(0)
     return {
-        "nll_iw": math.log(k) - torch.logsumexp(log_w, dim=0),
+        "nll_iw": -log_mean_exp(log_w),
         "neg_elbo": recon_mean + kl,
         "recon": recon_mean,
         "kl": kl,

@@ -1,4 +1,4 @@
-"""The VAE as a plain nn.Module: encoder -> latent -> decoder, and its ELBO.
+"""The VAE as a plain nn.Module: encoder -> latent -> decoder, its ELBO and its training objective.
 
     -ELBO(x) = -E_q(z|x)[log p(x|z)] + KL(q(z|x) || p(z))
              =          recon        +        kl              (nats per image)
@@ -11,6 +11,18 @@ bound of the model that is evaluated.
 
 Nothing here knows Lightning, Hydra or W&B: vae.load returns this module, and the training
 system (vae/training.py) holds one.
+
+The model's contract, all that the training system, the objectives (vae/objectives/) and the
+tools (evaluate, sample, diagnose, report, bench) call on a model:
+
+    encode(x) -> q(z|x)            decode(z) -> p(x|z)            prior() -> p(z)
+    log_weights(x, z, q)           log p(x, z) - log q(z|x) and log p(x|z) for k samples z
+    negative_elbo(x, z, q)         recon, kl, neg_elbo at a given z
+    training_terms(x, tau)         the objective's loss and its terms (what training minimizes)
+    evaluation_terms(x, tau, gen)  what validation and test report (float32)
+    parameter_groups()             named parameter groups that may have an optimizer of their own
+    latent, objective, image_shape, step, tau, and what the objective reads of the latent:
+    uses_temperature, relaxes, estimator_name, decoder_passes
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from torch.distributions import Bernoulli, Distribution, Independent
 
 from vae.latents.base import Latent
 from vae.networks import MNIST_SHAPE
+from vae.objectives import OBJECTIVES, Objective, build_objective
 
 
 class VAE(nn.Module):
@@ -34,6 +47,8 @@ class VAE(nn.Module):
         encoder: images (B, C, H, W) -> (B, latent.num_params).
         decoder: (B, latent.code_size) -> Bernoulli logits (B, C, H, W).
         image_shape: (C, H, W) of the images.
+        objective: what training minimizes (vae/objectives/): a name, a config node
+            {name: ..., **settings}, an Objective, or None for the one-sample ELBO.
     """
 
     def __init__(
@@ -42,6 +57,7 @@ class VAE(nn.Module):
         encoder: nn.Module,
         decoder: nn.Module,
         image_shape: Sequence[int] = MNIST_SHAPE,
+        objective: str | dict[str, Any] | Objective | None = None,
     ) -> None:
         super().__init__()
         self.latent = latent
@@ -53,6 +69,41 @@ class VAE(nn.Module):
         # temperature tau at that step (None for latents without one), which relaxed samples use.
         self.step = 0
         self.tau: float | None = None
+        self.use_objective(objective)
+
+    def use_objective(self, objective: str | dict[str, Any] | Objective | None) -> None:
+        """Train with this objective; vae.validation.InvalidValue if it cannot train the latent
+        with its estimator (Objective.check_latent)."""
+        built = build_objective(objective, OBJECTIVES)
+        built.check_latent(self.latent)
+        self.objective = built
+
+    # What the objective reads of the latent: the training system and the records ask the model.
+
+    @property
+    def uses_temperature(self) -> bool:
+        """Whether training reads a temperature tau (the training system then anneals one)."""
+        return self.objective.uses_temperature(self.latent)
+
+    @property
+    def relaxes(self) -> bool:
+        """Whether training follows a relaxation at tau: evaluation then also reports the relaxed ELBO."""
+        return self.objective.relaxes(self.latent)
+
+    @property
+    def estimator_name(self) -> str:
+        """The gradient estimator training uses, by name (the run records it)."""
+        return self.objective.estimator_name(self.latent)
+
+    @property
+    def decoder_passes(self) -> int:
+        """Decoder passes per image and training step, for comparisons at equal compute."""
+        return self.objective.decoder_passes(self.latent)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named groups of parameters that can have an optimizer of their own ("prior", an
+        estimator's "control_variate": Latent.parameter_groups); the rest train with the main one."""
+        return self.latent.parameter_groups()
 
     @property
     def wants_data_mean(self) -> bool:
@@ -81,6 +132,16 @@ class VAE(nn.Module):
         """p(z)."""
         return self.latent.prior()
 
+    def log_weights(self, x: Tensor, z: Tensor, q: Distribution) -> tuple[Tensor, Tensor]:
+        """For k samples z (k, *batch, *event) of q(z|x) and images x (*batch, C, H, W): the
+        log-weights log p(x|z) + log p(z) - log q(z|x) and log p(x|z), each (k, *batch).
+
+        The one computation of the importance weights: the multi-sample objectives train on it
+        and the k-sample bound of evaluation (vae/evaluation.py) reports it.
+        """
+        log_likelihood = self.decode(z).log_prob(x.expand(z.shape[0], *x.shape))  # (k, *batch)
+        return log_likelihood + self.prior().log_prob(z) - q.log_prob(z), log_likelihood
+
     def negative_elbo(self, x: Tensor, z: Tensor, q: Distribution) -> dict[str, Tensor]:
         """Per-image recon = -log p(x|z), kl = KL(q || p(z)) and their sum, each (B,)."""
         recon = -self.decode(z).log_prob(x)
@@ -88,15 +149,15 @@ class VAE(nn.Module):
         return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
     def training_terms(self, x: Tensor, temperature: float | Tensor | None = None) -> dict[str, Tensor]:
-        """Per-image recon, kl and neg_elbo (B,) whose gradient is the training gradient.
+        """Per-image loss, neg_elbo, recon and kl (B,): loss is what training minimizes, its
+        gradient the objective's estimate (vae/objectives/).
 
-        neg_elbo's value is an estimate of the -ELBO and its gradient the latent's estimate of the
-        -ELBO's gradient (vae/latents/base.py, vae/estimators/base.py): most add the analytic KL to
-        a surrogate of E_q[-log p(x|z)]; the score-function family puts the KL inside its learning
-        signal, as its papers do.
+        With the default objective (the ELBO) loss is neg_elbo, its value an estimate of the
+        -ELBO and its gradient the latent's estimate of the -ELBO's gradient (vae/latents/base.py,
+        vae/estimators/base.py): most add the analytic KL to a surrogate of E_q[-log p(x|z)]; the
+        score-function family puts the KL inside its learning signal, as its papers do.
         """
-        q = self.encode(x)
-        return self.latent.training_terms(q, lambda z: -self.decode(z).log_prob(x), temperature, inputs=x)
+        return self.objective.training_terms(self, x, temperature)
 
     @torch.no_grad()
     def evaluation_terms(
@@ -113,7 +174,7 @@ class VAE(nn.Module):
             x = x.float()
             q = self.encode(x)
             terms = self.negative_elbo(x, q.sample(generator=generator), q)
-            if self.latent.relaxes and temperature is not None:
+            if self.relaxes and temperature is not None:
                 relaxed = self.latent.relaxed_sample(q, temperature, generator=generator)
                 terms["neg_elbo_relaxed"] = self.negative_elbo(x, relaxed, q)["neg_elbo"]
         return terms
@@ -124,10 +185,12 @@ def build_vae(
     encoder: Callable[..., nn.Module],
     decoder: Callable[..., nn.Module],
     image_shape: Sequence[int] = MNIST_SHAPE,
+    objective: str | dict[str, Any] | Objective | None = None,
     **settings: Any,
 ) -> VAE:
     """A VAE from configs/model/*.yaml: the latent class (or its import path) built with
-    `settings`, and encoder and decoder blocks sized for it and for the data's image shape.
+    `settings`, and encoder and decoder blocks sized for it and for the data's image shape;
+    objective: as for VAE (configs/objective/; None: the ELBO).
 
     Args:
         encoder: called as encoder(out_features=latent.num_params, image_shape=image_shape).
@@ -143,4 +206,5 @@ def build_vae(
         encoder(out_features=built.num_params, image_shape=tuple(image_shape)),
         decoder(in_features=built.code_size, image_shape=tuple(image_shape)),
         image_shape,
+        objective,
     )

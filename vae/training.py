@@ -2,9 +2,9 @@
 
 It owns what training needs and the model does not: the optimizer and its step, the tau
 schedule, logging, the non-finite guard, and what a checkpoint records. The loss is the model's
-per-image -ELBO (training_terms: the latent's gradient estimate at tau = schedule(global step)),
-averaged over the batch; validation and test report evaluation_terms, drawn from a generator of
-their own.
+per-image loss (training_terms: the objective's, by default the -ELBO with the latent's gradient
+estimate at tau = schedule(global step)), averaged over the batch; validation and test report
+evaluation_terms, drawn from a generator of their own.
 
 training_step makes the optimizer step itself (Lightning's manual optimization): zero_grad,
 backward, optional gradient clipping, step. Lightning's automatic gradient accumulation
@@ -22,12 +22,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from torch import Tensor
+from torch import Tensor, nn
 
 from vae.checkpoint import CONFIG_KEY, upgrade_checkpoint
 from vae.model import VAE
 from vae.temperature import TemperatureSchedule
-from vae.validation import InvalidValue, require_positive_float
+from vae.validation import InvalidValue, require, require_positive_float
 
 Factory = Callable[..., Any]
 
@@ -57,7 +57,7 @@ class VAETraining(L.LightningModule):
         gradient_clip_val: float | None = None,
         evaluation_seed: int = 0,
         lr_schedule: Factory | None = None,
-        prior_optimizer: Factory | None = None,
+        group_optimizers: dict[str, Factory] | None = None,
     ) -> None:
         """
         Args:
@@ -71,12 +71,14 @@ class VAETraining(L.LightningModule):
                 runs with the same seed are compared on the same noise (train.py: the run's seed).
             lr_schedule: called as lr_schedule(optimizer) -> a torch.optim.lr_scheduler, stepped
                 after every optimizer step; None: the optimizer's learning rate throughout.
-            prior_optimizer: if set, called as prior_optimizer(params) for a learned prior's
-                parameters (Latent.prior_parameters), which `optimizer` then leaves out (the
-                DisARM benchmark trains the prior's logits by SGD and the rest by Adam).
+            group_optimizers: {group: factory}: an optimizer of its own for each named group of
+                the model's parameters (VAE.parameter_groups: "prior", "control_variate"),
+                called as factory(params); `optimizer` then leaves them out (the DisARM benchmark
+                trains the prior's logits by SGD and the rest by Adam; REBAR and RELAX train
+                their control variates by Adam). A group the model lacks is refused.
         """
         super().__init__()
-        if model.latent.uses_temperature and temperature is None:
+        if model.uses_temperature and temperature is None:
             raise InvalidValue(
                 "temperature", None, f"the {model.latent.describe()} latent needs a tau schedule"
             )
@@ -89,8 +91,16 @@ class VAETraining(L.LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.lr_schedule_factory = lr_schedule
-        self.prior_optimizer_factory = prior_optimizer
-        self.temperature = temperature if model.latent.uses_temperature else None
+        groups = model.parameter_groups()
+        self.group_optimizer_factories = dict(group_optimizers or {})
+        for group in self.group_optimizer_factories:
+            require(
+                group in groups,
+                "group_optimizers",
+                group,
+                f"this model's parameter groups are: {', '.join(groups) or 'none'}",
+            )
+        self.temperature = temperature if model.uses_temperature else None
         self.gradient_clip_val = gradient_clip_val
         self.evaluation_seed = evaluation_seed
         self._evaluation_generator: torch.Generator | None = None
@@ -144,7 +154,7 @@ class VAETraining(L.LightningModule):
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
         tau = self.tau_at(self.global_step)
         terms = self.step_terms(x, tau)
-        loss = terms["neg_elbo"].mean()
+        loss = terms["loss"].mean()
         self._check_finite(loss)  # before the update
         if self.initial_loss is None:  # once: a host sync on an accelerator
             self.initial_loss = float(loss.detach())
@@ -163,7 +173,11 @@ class VAETraining(L.LightningModule):
         # self.log on the other steps would cost time (and a host-to-device copy for tau).
         if self._trainer is None or self.trainer._logger_connector.should_update_logs:
             batch_size = x.shape[0]
-            self.log("train/neg_elbo", loss, prog_bar=True, batch_size=batch_size)
+            if self.model.objective.loss_is_neg_elbo:
+                self.log("train/neg_elbo", loss, prog_bar=True, batch_size=batch_size)
+            else:  # a multi-sample objective: its loss (-L_k), and the mean one-sample -ELBO
+                self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+                self.log("train/neg_elbo", terms["neg_elbo"].mean(), batch_size=batch_size)
             self.log("train/recon", terms["recon"].mean(), batch_size=batch_size)
             self.log("train/kl", terms["kl"].mean(), batch_size=batch_size)
             if tau is not None:
@@ -175,10 +189,14 @@ class VAETraining(L.LightningModule):
         if self.global_step % (self.finite_check_every_n_steps or 1) == 0:
             self._raise_if_nonfinite()
 
+    def main_parameters(self) -> list[nn.Parameter]:
+        """The parameters the main optimizer trains: all but the groups with an optimizer of their own."""
+        groups = self.model.parameter_groups()
+        own = {id(p) for group in self.group_optimizer_factories for p in groups[group]}
+        return [p for p in self.model.parameters() if id(p) not in own]
+
     def configure_optimizers(self) -> Any:
-        prior = self.model.latent.prior_parameters() if self.prior_optimizer_factory is not None else []
-        rest = [p for p in self.model.parameters() if all(p is not q for q in prior)]
-        optimizer = self.optimizer_factory(rest)
+        optimizer = self.optimizer_factory(self.main_parameters())
         if self._compile_options is not None:
             compile_optimizer_step(optimizer, **self._compile_options)
         configured: dict[str, Any] = {"optimizer": optimizer}
@@ -187,9 +205,11 @@ class VAETraining(L.LightningModule):
                 "scheduler": self.lr_schedule_factory(optimizer),
                 "interval": "step",
             }
-        if not prior:
+        if not self.group_optimizer_factories:
             return configured if len(configured) > 1 else optimizer
-        return [configured, {"optimizer": self.prior_optimizer_factory(prior)}]
+        groups = self.model.parameter_groups()
+        own = [{"optimizer": make(groups[group])} for group, make in self.group_optimizer_factories.items()]
+        return [configured, *own]
 
     # Non-finite losses --------------------------------------------------------------------
     # On the CPU, reading a tensor's value costs nothing, so every step is checked before its

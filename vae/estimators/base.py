@@ -9,9 +9,10 @@ image such that
                        (and the exact gradient with respect to f's own parameters, the decoder's)
 
 so the training loss is s + KL(q || p), with the KL analytic (Estimator.elbo_terms). The
-score-function family is the exception its papers make: its learning signal is the whole
-l(x, z) = f(z) + log q(z|x) - log p(z), so that variance normalization scales the encoder's
-whole gradient, the KL's part included (vae/estimators/discrete/score_function.py).
+score-function family, REBAR and RELAX are the exception their papers make: their learning signal
+is the whole l(x, z) = f(z) + log q(z|x) - log p(z), so that variance normalization or a learned
+control variate acts on the encoder's whole gradient, the KL's part included
+(LearningSignalEstimator).
 
 Shapes: q has batch_shape (*batch,) and the latent's event_shape (categorical: (N, K) one-hot).
 The cost takes z of shape (*sample, *batch, *event) (sample dims first: an estimator may evaluate
@@ -68,6 +69,16 @@ class Estimator(nn.Module):
     def check_latent(self, latent: Latent) -> None:
         """Raise vae.validation.InvalidValue if the estimator cannot serve this latent."""
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named groups of the estimator's learned parameters that can have an optimizer of their
+        own (group_optimizers): "control_variate" for a learned baseline or control variate.
+        Parameters in no group train with the model's optimizer."""
+        return {}
+
+    def bind_latent(self, latent: Latent) -> None:
+        """Called when the estimator is attached to a latent (after check_latent): estimators
+        whose control variate reads z (RELAX's network) build it for the latent's size here."""
+
     def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
         """Called once the shape of one input image is known (when the VAE is built): estimators
         whose baselines read the inputs (NVIL) build them here."""
@@ -107,6 +118,38 @@ class Estimator(nn.Module):
         baselines read them.
         """
         raise NotImplementedError
+
+
+class LearningSignalEstimator(Estimator):
+    """An estimator whose learning signal is the whole l(x, z) = cost(z) + log q(z|x) - log p(z),
+    the KL inside it, as the papers of the score-function family (NVIL, MuProp) and of REBAR and
+    RELAX define it: variance normalization and learned control variates then act on the
+    encoder's whole gradient, the KL's part included."""
+
+    def elbo_terms(
+        self,
+        q: Distribution,
+        cost: Cost,
+        prior: Distribution,
+        temperature: float | Tensor | None,
+        generator: torch.Generator | None = None,
+        inputs: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """The surrogate of E_q[l(x, z)]: its value a one-sample -ELBO; recon is that less the
+        analytic KL.
+
+        log q(z|x) enters with q's parameters held fixed: its own gradient at fixed z has mean
+        zero, and the papers leave it out. log p(z) keeps its gradient to a learned prior. Both
+        are linear in z, so at a relaxed z (REBAR's control variate) they are the relaxed ELBO's.
+        """
+        fixed_q = type(q)(logits=q.logits.detach())
+
+        def learning_signal(z: Tensor) -> Tensor:  # (*sample, *batch)
+            return cost(z) + fixed_q.log_prob(z) - prior.log_prob(z)
+
+        neg_elbo = self.surrogate(q, learning_signal, temperature, generator, inputs)
+        kl = kl_divergence(q, prior)
+        return {"neg_elbo": neg_elbo, "recon": neg_elbo - kl, "kl": kl}
 
 
 class PathwiseEstimator(Estimator):

@@ -54,9 +54,15 @@ class Latent(nn.Module, ABC):
         return kl_divergence(q, self.prior())
 
     def prior_parameters(self) -> list[nn.Parameter]:
-        """The parameters of a learned prior (none for a fixed one): the training system can give
-        them an optimizer of their own."""
+        """The parameters of a learned prior (none for a fixed one)."""
         return []
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The named groups of the latent's parameters that the training system can give an
+        optimizer of their own (group_optimizers in configs/train.yaml): "prior" for a learned
+        prior; a discrete latent adds its estimator's (Estimator.parameter_groups)."""
+        prior = self.prior_parameters()
+        return {"prior": prior} if prior else {}
 
     def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
         """Called when the VAE is built, with the shape of one input image: a latent whose
@@ -110,6 +116,23 @@ class Latent(nn.Module, ABC):
         """A per-image surrogate (*batch,) whose value estimates E_q[cost(z)] and whose gradient
         is the latent's gradient estimate (reparameterization, or its estimator); inputs are the
         images (*batch, C, H, W), for estimators whose baselines read them."""
+
+    @property
+    def has_pathwise_sample(self) -> bool:
+        """Whether pathwise_sample gives samples to backpropagate through (what objective=iwae needs)."""
+        return False
+
+    def pathwise_sample(
+        self,
+        q: Distribution,
+        sample_shape: tuple[int, ...],
+        temperature: float | Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """z (*sample_shape, *batch, *event) with a backward path to q's parameters: the
+        reparameterization, or a discrete latent's pathwise estimator (its forward value and
+        gradient)."""
+        raise NotImplementedError(f"{self.describe()} with {self.estimator_name} has no pathwise sample")
 
     def relaxed_sample(
         self, q: Distribution, temperature: float, generator: torch.Generator | None = None

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from vae.estimators import Cost, Estimator, build_estimator
+from vae.estimators import Cost, Estimator, PathwiseEstimator, build_estimator
 from vae.latents.base import Latent
 
 
@@ -23,6 +23,7 @@ class DiscreteLatent(Latent):
         """Build the estimator (a name, a config node or an Estimator) and check it serves this latent."""
         self.estimator = build_estimator(estimator, self.estimators)
         self.estimator.check_latent(self)
+        self.estimator.bind_latent(self)
 
     @property
     def uses_temperature(self) -> bool:
@@ -49,6 +50,26 @@ class DiscreteLatent(Latent):
     ) -> Tensor:
         """The estimator's surrogate for E_q[cost(z)], (*batch,)."""
         return self.estimator.surrogate(q, cost, temperature, inputs=inputs)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {**super().parameter_groups(), **self.estimator.parameter_groups()}
+
+    @property
+    def has_pathwise_sample(self) -> bool:
+        return isinstance(self.estimator, PathwiseEstimator)
+
+    def pathwise_sample(
+        self,
+        q: Distribution,
+        sample_shape: tuple[int, ...],
+        temperature: float | Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The estimator's sample for each of sample_shape copies of q, drawn independently."""
+        if not self.has_pathwise_sample:
+            return super().pathwise_sample(q, sample_shape, temperature, generator)
+        expanded = type(q)(q.logits.expand(*sample_shape, *q.logits.shape))  # q's logits, shared
+        return self.estimator.sample(expanded, temperature, generator)
 
     def training_terms(
         self,

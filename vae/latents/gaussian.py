@@ -81,6 +81,22 @@ class GaussianLatent(Latent):
         and gradient."""
         return cost(q.rsample())
 
+    @property
+    def has_pathwise_sample(self) -> bool:
+        return True
+
+    def pathwise_sample(
+        self,
+        q: Distribution,
+        sample_shape: tuple[int, ...],
+        temperature: float | Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """z = mu + sigma * eps, (*sample_shape, *batch, dim), eps ~ N(0, I) from `generator`."""
+        shape = (*sample_shape, *q.loc.shape)
+        eps = torch.randn(shape, dtype=q.loc.dtype, device=q.loc.device, generator=generator)
+        return q.loc + q.scale * eps
+
     # Pictures and latent health ---------------------------------------------------------
 
     def reconstruction_codes(

@@ -36,6 +36,9 @@ class NVIL(ScoreFunctionEstimator):
     def settings(self) -> dict[str, object]:
         return {"hidden_size": self.hidden_size, **super().settings()}
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"control_variate": list(self.baseline.parameters())} if self.baseline is not None else {}
+
     def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
         self.baseline = nn.Sequential(
             nn.Flatten(-len(input_shape)),  # (*batch, C*H*W)

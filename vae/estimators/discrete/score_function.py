@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution
 
-from vae.estimators.base import Cost, Estimator
+from vae.estimators.base import LearningSignalEstimator
 from vae.validation import require
 
 
@@ -72,7 +72,7 @@ class RunningNormalizer(nn.Module):
         return signal / self.variance.sqrt().clamp_min(1.0)
 
 
-class ScoreFunctionEstimator(Estimator):
+class ScoreFunctionEstimator(LearningSignalEstimator):
     """Base of SF, NVIL, DARN and MuProp: one exact sample, a learning signal, its normalization."""
 
     uses_temperature = False
@@ -84,27 +84,3 @@ class ScoreFunctionEstimator(Estimator):
 
     def settings(self) -> dict[str, object]:
         return {"normalize": self.normalizer.enabled, "decay": self.normalizer.decay}
-
-    def elbo_terms(
-        self,
-        q: Distribution,
-        cost: Cost,
-        prior: Distribution,
-        temperature: float | Tensor | None,
-        generator: torch.Generator | None = None,
-        inputs: Tensor | None = None,
-    ) -> dict[str, Tensor]:
-        """The surrogate of E_q[l(x, z)], l = cost(z) + log q(z|x) - log p(z): the KL inside the
-        learning signal. Its value is a one-sample -ELBO; recon is that less the analytic KL.
-
-        log q(z|x) enters with q's parameters held fixed: its own gradient at fixed z has mean
-        zero, and NVIL and MuProp leave it out. log p(z) keeps its gradient to a learned prior.
-        """
-        fixed_q = type(q)(logits=q.logits.detach())
-
-        def learning_signal(z: Tensor) -> Tensor:  # (*sample, *batch)
-            return cost(z) + fixed_q.log_prob(z) - prior.log_prob(z)
-
-        neg_elbo = self.surrogate(q, learning_signal, temperature, generator, inputs)
-        kl = kl_divergence(q, prior)
-        return {"neg_elbo": neg_elbo, "recon": neg_elbo - kl, "kl": kl}
