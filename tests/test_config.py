@@ -1,5 +1,6 @@
 """Every config group composes and builds; every bad value is stopped with its key named."""
 
+import math
 import os
 import subprocess
 import sys
@@ -191,3 +192,37 @@ def test_every_cell_of_the_paper_protocol_table_builds_as_the_paper_says(make_co
         assert system.model.latent.estimator.normalizer.enabled  # variance normalization, as the paper
     x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
     assert torch.isfinite(system.model.training_terms(x, system.tau_at(0))["neg_elbo"]).all()
+
+
+def _sweep_values(experiment: str, key: str) -> list[str]:
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / "experiment" / f"{experiment}.yaml").read_text())
+    return [value.split("#")[0].strip() for value in config["hydra"]["sweeper"]["params"][key].split(",")]
+
+
+@pytest.mark.parametrize("experiment", ["disarm_linear", "disarm_nonlinear"])
+@pytest.mark.parametrize("row", _sweep_values("disarm_linear", "+disarm_benchmark"))
+def test_every_row_of_the_disarm_benchmark_trains_two_steps(make_config, experiment, row):
+    assert _sweep_values(experiment, "+disarm_benchmark") == _sweep_values(
+        "disarm_linear", "+disarm_benchmark"
+    )
+    overrides = [
+        f"experiment={experiment}",
+        f"+disarm_benchmark={row}",
+        "data=synthetic",
+        "data.val_size=100",
+    ]
+    short = [
+        "trainer.max_steps=2",
+        "logger=none",
+        "test=false",
+        "callbacks.gradient_variance.every_n_steps=1",
+    ]
+    cfg = make_config([*overrides, *short])
+    metrics = train.train(cfg)
+    expected = {"vimco_2": ("vimco", 2), "relax": ("relax", 3)}.get(row, (row.removesuffix("_2"), 2))
+    assert (metrics["estimator"], metrics["decoder_passes"]) == expected
+    assert math.isfinite(metrics["val/neg_elbo"])
+    if row == "relax":  # the control variate's own optimizer, as the file says
+        assert cfg.group_optimizers.control_variate.weight_decay == 1e-3

@@ -32,7 +32,6 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vae.estimators.base import Cost, LearningSignalEstimator
-from vae.estimators.binary.arm import with_gradient
 from vae.validation import require_positive_float
 
 # u and v are kept this far inside (0, 1) so that the logistic samples stay finite.
@@ -61,8 +60,17 @@ def logistic_pair(logits: Tensor, generator: torch.Generator | None) -> tuple[Te
 
 
 class ConditionalRelaxation(LearningSignalEstimator):
-    """What REBAR and RELAX share: the estimate g above for a control variate c(z) of logistic
-    samples, with a learned temperature lambda; subclasses say what c is and what it learns."""
+    """What REBAR and RELAX share, for either latent family: the estimate g above for a control
+    variate c(z) of the relaxation's samples, with a learned temperature lambda; subclasses say
+    what c is and what it learns, the family (relaxation_samples, relaxed) how z is drawn."""
+
+    event_dims = 1  # the dims of one latent's code: (N,) bits
+
+    def relaxation_samples(self, logits: Tensor, generator: torch.Generator | None) -> tuple[Tensor, ...]:
+        """z, b = H(z), z~ ~ p(z | b) (each *batch, *event, with the gradient to logits but b) and
+        d/dlogits log q(b), for the Bernoulli family: the logistic pair."""
+        z, b, z_given_b = logistic_pair(logits, generator)
+        return z, b, z_given_b, b - torch.sigmoid(logits.detach().to(b.dtype))
 
     uses_temperature = False  # its own temperature lambda is learned, not annealed
     decoder_passes = 3
@@ -80,6 +88,10 @@ class ConditionalRelaxation(LearningSignalEstimator):
     def relaxed(self, z: Tensor) -> Tensor:
         """sigmoid(z / lambda): the binary Concrete sample of the logistic sample z."""
         return torch.sigmoid(z / self.log_temperature.exp())
+
+    def event_sum(self, values: Tensor) -> Tensor:
+        """(*batch, *event) -> (*batch,)."""
+        return values.flatten(values.dim() - self.event_dims).sum(-1)
 
     def control_variate(self, z: Tensor, cost: Cost) -> Tensor:
         """c(z) (*sample, *batch) for logistic samples z (*sample, *batch, N)."""
@@ -102,16 +114,17 @@ class ConditionalRelaxation(LearningSignalEstimator):
     ) -> Tensor:
         with torch.enable_grad():  # the estimate is itself a gradient
             logits = q.logits if q.logits.requires_grad else q.logits.detach().requires_grad_()
-            z, b, z_given_b = logistic_pair(logits, generator)
+            z, b, z_given_b, score = self.relaxation_samples(logits, generator)  # score: d/dphi log q(b)
             f_b = cost(b)  # (*batch,), with the gradient to the decoder and a learned prior
             c = self.control_variate(torch.stack([z, z_given_b]), cost)  # (2, *batch)
             (reparameterized,) = torch.autograd.grad(c[0].sum() - c[1].sum(), logits, create_graph=True)
-            score = b - torch.sigmoid(logits.detach().to(b.dtype))  # d/dphi log q(b), (*batch, N)
-            estimate = (f_b.detach() - c[1]).unsqueeze(-1) * score + reparameterized  # (*batch, N)
+            signal = (f_b.detach() - c[1]).view(*f_b.shape, *[1] * self.event_dims)
+            estimate = signal * score + reparameterized  # (*batch, *event)
             parameters = self.control_variate_parameters()
-            variance = estimate.pow(2).sum(-1).mean()
+            variance = self.event_sum(estimate.pow(2)).mean()
             variance_grads = torch.autograd.grad(variance, parameters, allow_unused=True)
-        surrogate = with_gradient(f_b, q.logits, estimate.detach().to(q.logits.dtype))
+        linear = self.event_sum(estimate.detach().to(q.logits.dtype) * q.logits)
+        surrogate = f_b + (linear - linear.detach())  # value f(b), gradient to the logits the estimate
         # Value 0; gradient the variance's, for the control variate's parameters alone.
         tuning = sum(
             (p * g.detach()).sum() for p, g in zip(parameters, variance_grads, strict=True) if g is not None

@@ -12,6 +12,7 @@ Unbiased for any r_rho and lambda. Three decoder passes, as REBAR, plus the netw
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
@@ -39,10 +40,10 @@ class RELAX(ConditionalRelaxation):
         return {**super().settings(), "hidden_layers": self.hidden_layers, "hidden_size": self.hidden_size}
 
     def bind_latent(self, latent: Latent) -> None:
-        self.bind_size(latent.event_shape[-1])
+        self.bind_size(math.prod(latent.event_shape))
 
     def bind_size(self, num_latents: int) -> None:
-        """Build r_rho for num_latents bits (kept if it already has that size)."""
+        """Build r_rho for a code of num_latents numbers (kept if it already has that size)."""
         if self.network is not None and self.network[0].in_features == num_latents:
             return
         layers: list[nn.Module] = []
@@ -55,7 +56,7 @@ class RELAX(ConditionalRelaxation):
     def control_variate(self, z: Tensor, cost: Cost) -> Tensor:
         if self.network is None:
             raise RuntimeError("RELAX needs its network: bind_size(num_latents), or attach it to a latent")
-        return cost(self.relaxed(z)) + self.network(z).squeeze(-1)
+        return cost(self.relaxed(z)) + self.network(z.flatten(z.dim() - self.event_dims)).squeeze(-1)
 
     def control_variate_parameters(self) -> list[nn.Parameter]:
         network = [] if self.network is None else list(self.network.parameters())
