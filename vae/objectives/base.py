@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from vae.validation import InvalidValue, require
+from vae.validation import InvalidValue, require_positive_int
 
 if TYPE_CHECKING:
     from vae.latents.base import Latent
@@ -39,8 +39,7 @@ class Objective:
     loss_is_neg_elbo: ClassVar[bool] = False
 
     def __init__(self, num_samples: int = 1) -> None:
-        ok = isinstance(num_samples, int) and not isinstance(num_samples, bool) and num_samples >= 1
-        require(ok, "num_samples", num_samples, "must be a positive integer")
+        require_positive_int("num_samples", num_samples)
         self.num_samples = num_samples
 
     def settings(self) -> dict[str, Any]:

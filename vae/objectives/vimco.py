@@ -46,10 +46,13 @@ class VIMCO(Objective):
 
     def __init__(self, num_samples: int = 5) -> None:
         """num_samples: k, the samples of z per image; the leave-one-out baselines need two."""
-        ok = isinstance(num_samples, int) and not isinstance(num_samples, bool) and num_samples >= 2
-        allowed = "must be an integer >= 2 (the leave-one-out baselines need two)"
-        require(ok, "num_samples", num_samples, allowed)
         super().__init__(num_samples)
+        require(
+            num_samples >= 2,
+            "num_samples",
+            num_samples,
+            "must be >= 2 (the leave-one-out baselines need two)",
+        )
 
     def training_terms(self, model: VAE, x: Tensor, temperature: float | Tensor | None) -> dict[str, Tensor]:
         q = model.encode(x)

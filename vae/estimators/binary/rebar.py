@@ -64,16 +64,9 @@ class ConditionalRelaxation(LearningSignalEstimator):
     variate c(z) of the relaxation's samples, with a learned temperature lambda; subclasses say
     what c is and what it learns, the family (relaxation_samples, relaxed) how z is drawn."""
 
-    event_dims = 1  # the dims of one latent's code: (N,) bits
-
-    def relaxation_samples(self, logits: Tensor, generator: torch.Generator | None) -> tuple[Tensor, ...]:
-        """z, b = H(z), z~ ~ p(z | b) (each *batch, *event, with the gradient to logits but b) and
-        d/dlogits log q(b), for the Bernoulli family: the logistic pair."""
-        z, b, z_given_b = logistic_pair(logits, generator)
-        return z, b, z_given_b, b - torch.sigmoid(logits.detach().to(b.dtype))
-
     uses_temperature = False  # its own temperature lambda is learned, not annealed
     decoder_passes = 3
+    event_dims = 1  # the dims of one latent's code: (N,) bits
 
     def __init__(self, temperature: float = 0.5) -> None:
         """temperature: lambda's starting value (learned)."""
@@ -84,6 +77,12 @@ class ConditionalRelaxation(LearningSignalEstimator):
 
     def settings(self) -> dict[str, object]:
         return {"temperature": self.initial_temperature}
+
+    def relaxation_samples(self, logits: Tensor, generator: torch.Generator | None) -> tuple[Tensor, ...]:
+        """z, b = H(z), z~ ~ p(z | b) (each *batch, *event, with the gradient to logits but b) and
+        d/dlogits log q(b), for the Bernoulli family: the logistic pair."""
+        z, b, z_given_b = logistic_pair(logits, generator)
+        return z, b, z_given_b, b - torch.sigmoid(logits.detach().to(b.dtype))
 
     def relaxed(self, z: Tensor) -> Tensor:
         """sigmoid(z / lambda): the binary Concrete sample of the logistic sample z."""
