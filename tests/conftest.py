@@ -81,7 +81,7 @@ def train_checkpoint(tmp_path_factory):
 
     Runs are cached per name for the session, so test files share them.
     """
-    import train
+    import vae.run
 
     cache: dict[str, Path] = {}
 
@@ -89,7 +89,7 @@ def train_checkpoint(tmp_path_factory):
         if name not in cache:
             run = tmp_path_factory.mktemp(name) / "run"
             base = ["logger=none", "test=false", f"trainer.max_steps={steps}", "trainer.max_epochs=-1"]
-            metrics = train.train(compose_config([*base, *overrides], run))
+            metrics = vae.run.train(compose_config([*base, *overrides], run))
             cache[name] = Path(metrics["checkpoint"])
         return cache[name]
 

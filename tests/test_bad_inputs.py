@@ -1,5 +1,5 @@
 """Every bad input is refused before any work: one message naming the key or the path and what is
-allowed, no traceback, nothing written (train.prepare builds and checks everything, writes nothing)."""
+allowed, no traceback, nothing written (vae.run.prepare builds and checks everything, writes nothing)."""
 
 import argparse
 import subprocess
@@ -10,10 +10,9 @@ import pytest
 import torch
 from datasets import write_torchvision_dataset
 
-import train
+import vae.run
 from conftest import REPO, child_env, compose_config
-from vae.config import ConfigError
-from vae.data import DataError
+from vae.errors import ConfigError, DataError
 
 # (overrides, the start of the message)
 BAD_VALUES = [
@@ -62,7 +61,7 @@ else:
 @pytest.mark.parametrize("overrides, message", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
 def test_a_bad_value_is_one_message_before_any_work(tmp_path, overrides, message):
     with pytest.raises(ConfigError) as error:
-        train.prepare(compose_config(overrides.split(), tmp_path / "run"))
+        vae.run.prepare(compose_config(overrides.split(), tmp_path / "run"))
     assert str(error.value).startswith(message), str(error.value)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
@@ -71,7 +70,7 @@ def test_a_bad_value_is_one_message_before_any_work(tmp_path, overrides, message
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
     run = tmp_path_factory.mktemp("small") / "run"
-    metrics = train.train(
+    metrics = vae.run.train(
         compose_config(["logger=none", "trainer.max_epochs=1", "model.num_variables=4"], run)
     )
     return Path(metrics["checkpoint"])
@@ -96,7 +95,7 @@ def _bad_checkpoints(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
 def test_bad_checkpoints_to_resume_are_named(tmp_path, small_checkpoint):
     for path, reason in _bad_checkpoints(tmp_path, small_checkpoint).values():
         with pytest.raises(ConfigError) as error:
-            train.prepare(compose_config([f"ckpt_path={path}"], tmp_path / "run"))
+            vae.run.prepare(compose_config([f"ckpt_path={path}"], tmp_path / "run"))
         assert (
             str(error.value)
             == f"ckpt_path={str(path)!r}: {path}: " + str(error.value).split(f"{path}: ", 2)[-1]
@@ -112,14 +111,14 @@ def test_resuming_another_model_size_names_the_settings_that_differ(tmp_path, sm
         "network.encoder.hidden_sizes=[512,128]",
     ]
     with pytest.raises(ConfigError) as error:
-        train.prepare(compose_config(overrides, tmp_path / "run"))
+        vae.run.prepare(compose_config(overrides, tmp_path / "run"))
     message = str(error.value)
     assert "the checkpoint holds another model than this run builds" in message
     assert "model.num_variables=5 (the checkpoint has 4)" in message
     assert "network.encoder.hidden_sizes=[512, 128] (the checkpoint has [512, 256])" in message
     # Settings that leave the weights' shapes alone are refused too: the run would be another run.
     with pytest.raises(ConfigError, match="model.estimator='st_gumbel'"):
-        train.prepare(
+        vae.run.prepare(
             compose_config(
                 [f"ckpt_path={small_checkpoint}", "model.num_variables=4", "model.estimator=st_gumbel"],
                 tmp_path / "ok",
@@ -131,7 +130,7 @@ def test_truncated_data_files_are_named_before_any_work(tmp_path):
     raw = write_torchvision_dataset(tmp_path / "data", "MNIST")
     (raw / "train-labels-idx1-ubyte").write_bytes((raw / "train-labels-idx1-ubyte").read_bytes()[:100])
     with pytest.raises(DataError, match="train-labels-idx1-ubyte: 100 bytes where its header promises 308"):
-        train.prepare(
+        vae.run.prepare(
             compose_config(
                 [f"data.root={tmp_path / 'data'}", "data.val_size=50"], tmp_path / "run", data=["data=mnist"]
             )

@@ -1,11 +1,11 @@
-"""Checkpoints are written whole or not at all, in their own folder (vae/checkpointing.py)."""
+"""Checkpoints are written whole or not at all, in their own folder (vae/run/checkpointing.py)."""
 
 import os
 
 import pytest
 import torch
 
-from vae.checkpointing import atomic_torch_save, remove_temporary_files
+from vae.run.checkpointing import atomic_torch_save, remove_temporary_files
 
 
 class _FailsWhilePickled:
@@ -38,9 +38,9 @@ def test_temporary_files_of_killed_saves_are_found_and_removed(tmp_path):
 
 
 def test_every_checkpoint_of_a_run_goes_through_the_atomic_writer(make_config):
-    import train
-    from vae.checkpointing import AtomicCheckpointIO, LastCheckpoint
+    import vae.run
+    from vae.run.checkpointing import AtomicCheckpointIO, LastCheckpoint
 
-    run = train.prepare(make_config(["logger=none"]))
+    run = vae.run.prepare(make_config(["logger=none"]))
     assert isinstance(run.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     assert any(isinstance(c, LastCheckpoint) for c in run.trainer.checkpoint_callbacks)

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import kl_divergence
 
-import train
 import vae
+import vae.run
 from conftest import REPO
 from vae.data import TorchvisionImages
 
@@ -51,7 +51,7 @@ def test_an_old_checkpoint_loads_to_the_numbers_it_had(name, first_test_images):
 def test_the_same_seed_trains_the_same_losses_as_the_previous_version(name, tmp_path, mnist_root):
     recorded = _recorded(name)
     overrides = [o for o in recorded["overrides"] if not o.startswith("data.root=")]
-    train.train(train_config(overrides + [f"data.root={mnist_root}"], tmp_path / "run"))
+    vae.run.train(train_config(overrides + [f"data.root={mnist_root}"], tmp_path / "run"))
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
         losses = {
             row["step"]: float(row["train/neg_elbo"]) for row in csv.DictReader(f) if row["train/neg_elbo"]
@@ -75,7 +75,7 @@ def test_an_old_checkpoint_resumes(tmp_path, mnist_root):
         ],
         tmp_path / "resumed",
     )
-    metrics = train.train(cfg)
+    metrics = vae.run.train(cfg)
     assert metrics["global_step"] == 60  # its 30 steps, then 30 more
 
 

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,22 +10,29 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
+import vae.run
 from conftest import child_env
-from vae.config import ConfigError, instantiate_node
+from vae.config import group_options, instantiate_node
+from vae.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = {
-    group: sorted(p.stem for p in (REPO / "configs" / group).glob("*.yaml"))
+    group: group_options(group)
     for group in ("model", "network", "tau", "optimizer", "logger", "trainer", "data", "debug")
 }
 
 
-def test_the_config_groups_are_the_ones_documented():
-    assert GROUPS["model"] == ["bernoulli", "categorical", "gaussian"]
-    assert GROUPS["tau"] == ["constant", "cosine", "exponential", "linear", "slope"]
-    assert GROUPS["logger"] == ["csv", "none", "wandb"]
-    assert GROUPS["data"] == ["binarized_mnist", "fashion_mnist", "kmnist", "mnist", "synthetic"]
+def test_the_readme_lists_every_option_of_each_config_group_on_disk():
+    """The README's table of config groups against configs/<group>/*.yaml, the one source."""
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = line.split("|")
+        if len(cells) > 3 and cells[1].strip().startswith("`"):
+            rows[cells[1].strip().strip("`")] = sorted(re.findall(r"`([a-z_0-9]+)`", cells[2]))
+    documented = {g: rows[g] for g in ("model", "tau", "logger", "data", "network", "callbacks") if g in rows}
+    assert set(documented) >= {"model", "tau", "logger", "data"}
+    for group, options in documented.items():
+        assert options == group_options(group), group
 
 
 @pytest.mark.parametrize("model", GROUPS["model"])
@@ -32,7 +40,7 @@ def test_the_config_groups_are_the_ones_documented():
 @pytest.mark.parametrize("tau", GROUPS["tau"])
 def test_every_model_network_and_schedule_builds_and_computes_a_finite_loss(make_config, model, network, tau):
     cfg = make_config([f"model={model}", f"network={network}", f"tau={tau}"])
-    _, system = train._build_checked(cfg)
+    _, system = vae.run.build_checked(cfg)
     x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
     terms = system.model.training_terms(x, system.tau_at(0))
     assert terms["neg_elbo"].shape == (4,) and torch.isfinite(terms["neg_elbo"]).all()
@@ -43,7 +51,7 @@ def test_every_model_network_and_schedule_builds_and_computes_a_finite_loss(make
 def test_the_image_shape_flows_from_the_data_to_the_networks(make_config, network):
     # 3 x 12 x 16 images: the encoder reads them and the decoder writes that shape.
     cfg = make_config([f"network={network}", "data.image_shape=[3,12,16]"])
-    datamodule, system = train._build_checked(cfg)
+    datamodule, system = vae.run.build_checked(cfg)
     assert datamodule.image_shape == (3, 12, 16)
     x = torch.bernoulli(torch.full((2, 3, 12, 16), 0.5))
     assert system.model.decode(system.model.encode(x).sample()).mean.shape == (2, 3, 12, 16)
@@ -52,7 +60,7 @@ def test_the_image_shape_flows_from_the_data_to_the_networks(make_config, networ
 @pytest.mark.parametrize("optimizer", GROUPS["optimizer"])
 def test_every_optimizer_builds(make_config, optimizer):
     cfg = make_config([f"optimizer={optimizer}", "optimizer.lr=0.0123"])
-    _, system = train._build_checked(cfg)
+    _, system = vae.run.build_checked(cfg)
     built = system.configure_optimizers()
     assert type(built).__name__.lower() == optimizer
     assert built.param_groups[0]["lr"] == 0.0123
@@ -98,7 +106,7 @@ def test_every_logger_trainer_and_callback_instantiates(make_config, logger):
 def test_bad_values_stop_before_any_work_naming_key_and_value(make_config, tmp_path, override, message):
     cfg = make_config(override.split())
     with pytest.raises(ConfigError) as error:
-        train.train(cfg)
+        vae.run.train(cfg)
     assert message in str(error.value)
     assert not (tmp_path / "run").exists()  # nothing written
 
@@ -138,7 +146,7 @@ def test_cli_bad_value_is_one_message_without_a_traceback(tmp_path):
 
 
 def test_an_empty_wandb_mode_in_the_environment_counts_as_unset(monkeypatch, tmp_path):
-    from vae.loggers import wandb_logger
+    from vae.run.loggers import wandb_logger
 
     monkeypatch.setenv("WANDB_MODE", "")  # `export WANDB_MODE=` in a shell profile
     logger = wandb_logger(mode="offline", save_dir=str(tmp_path))
@@ -177,7 +185,7 @@ def test_every_cell_of_the_paper_protocol_table_builds_as_the_paper_says(make_co
     from vae.temperature import ExponentialTemperature, SlopeTemperature
 
     cfg = make_config(["experiment=jang2017_table1_sgd", f"+jang2017_table1={cell}"])
-    _, system = train._build_checked(cfg)
+    _, system = vae.run.build_checked(cfg)
     optimizer = system.optimizer_factory(system.parameters())
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
     assert list(cfg.selection["keys"]) == ["optimizer.lr"] and cfg.trainer.max_steps == 50000
@@ -226,9 +234,45 @@ def test_every_row_of_the_disarm_benchmark_builds_and_the_linear_ones_train_two_
     if row == "relax":  # the control variate's own optimizer, as the file says
         assert cfg.group_optimizers.control_variate.weight_decay == 1e-3
     if experiment == "disarm_nonlinear":  # the same rows on a bigger network: built and checked
-        model = train.prepare(cfg).system.model
+        model = vae.run.prepare(cfg).system.model
         assert (model.estimator_name, model.decoder_passes) == expected
         return
-    metrics = train.train(cfg)
+    metrics = vae.run.train(cfg)
     assert (metrics["estimator"], metrics["decoder_passes"]) == expected
     assert math.isfinite(metrics["val/neg_elbo"])
+
+
+def _experiment_variants() -> list[tuple[str, list[str]]]:
+    """(experiment, overrides) for each experiment file on disk: its sweep's first point, then each
+    other value of each swept key with the rest at their first values."""
+    import yaml
+
+    variants = []
+    for experiment in group_options("experiment"):
+        config = yaml.safe_load((REPO / "configs" / "experiment" / f"{experiment}.yaml").read_text())
+        params = ((config.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+        grid = {k: [v.split("#")[0].strip() for v in str(vals).split(",")] for k, vals in params.items()}
+        first = [f"{k}={vals[0]}" for k, vals in grid.items()]
+        variants.append((experiment, first))
+        for key, values in grid.items():
+            for value in values[1:]:
+                variants.append(
+                    (experiment, [o if not o.startswith(f"{key}=") else f"{key}={value}" for o in first])
+                )
+    return variants
+
+
+@pytest.mark.parametrize(("experiment", "overrides"), _experiment_variants(), ids=lambda v: str(v))
+def test_every_experiment_file_composes_and_builds_at_every_value_it_sweeps(
+    make_config, experiment, overrides
+):
+    """The experiment files behind the README's tables, on synthetic data: each point of each
+    sweep builds a model whose training loss is finite on a batch."""
+    seed_free = [o for o in overrides if not o.startswith("seed=")]
+    cfg = make_config(
+        [f"experiment={experiment}", *seed_free, "data=synthetic", "data.val_size=100", "logger=none"]
+    )
+    datamodule, system = vae.run.build_checked(cfg)
+    x = torch.bernoulli(torch.full((4, *datamodule.image_shape), 0.3))
+    terms = system.model.training_terms(x, system.tau_at(0))
+    assert torch.isfinite(terms["loss"]).all() and terms["loss"].requires_grad

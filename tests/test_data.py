@@ -12,8 +12,9 @@ import torch
 import torchvision.datasets
 from datasets import grey_images, write_binarized_mnist, write_torchvision_dataset
 
-from vae.data import BinarizedMNIST, DataError, SyntheticImages, TensorBatches, TorchvisionImages
+from vae.data import BinarizedMNIST, SyntheticImages, TensorBatches, TorchvisionImages
 from vae.data.binarized_mnist import read_amat
+from vae.errors import DataError
 
 
 @pytest.mark.parametrize("dataset", ["MNIST", "FashionMNIST", "KMNIST"])

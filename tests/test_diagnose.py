@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from conftest import CONFIGS, REPO
-from vae.config import ConfigError
-from vae.diagnose import _model_and_data, _test_images, diagnose
+from vae.errors import ConfigError
+from vae.tools.diagnose import _model_and_data, _test_images, diagnose
 
 
 def _config(tmp_path, *overrides):

@@ -12,10 +12,9 @@ from torch.distributions import kl_divergence
 
 import vae
 from conftest import child_env, tool_config
-from vae.checkpoint import CheckpointError
-from vae.config import ConfigError
-from vae.evaluate import evaluate, evaluation_path
+from vae.errors import CheckpointError, ConfigError
 from vae.evaluation import exact_nll, importance_weighted, latent_health
+from vae.tools.evaluate import evaluate, evaluation_path
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from vae.hardware import NVML_CHECK, drop_unusable_nvml_check
+from vae.run.hardware import NVML_CHECK, drop_unusable_nvml_check
 
 
 def _cdll_that_fails(name, *args, **kwargs):

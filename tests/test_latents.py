@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
+from vae.errors import InvalidValue
 from vae.latents import MAX_ENUMERATED_CODES, BernoulliLatent, CategoricalLatent, GaussianLatent, Latent
-from vae.validation import InvalidValue
 
 LATENTS = {
     "gaussian": lambda: GaussianLatent(dim=5),

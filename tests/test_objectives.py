@@ -16,14 +16,13 @@ import pytest
 import torch
 from torch import nn
 
-import train
+import vae.run
 from conftest import compose_config
-from vae.config import ConfigError
+from vae.errors import ConfigError, InvalidValue
 from vae.evaluation import importance_weighted
 from vae.latents import BernoulliLatent, GaussianLatent
 from vae.model import VAE
 from vae.objectives import IWAE, OBJECTIVES, VIMCO, build_objective, log_mean_exp
-from vae.validation import InvalidValue
 
 IMAGE = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])  # (1, 1, 2, 2)
 K = 3
@@ -214,7 +213,7 @@ def test_iwae_refuses_estimators_without_a_pathwise_sample(estimator):
 )
 def test_train_refuses_a_bad_objective_in_one_line_before_any_work(tmp_path, overrides, message):
     with pytest.raises(ConfigError) as error:
-        train.prepare(compose_config(overrides, tmp_path / "run"))
+        vae.run.prepare(compose_config(overrides, tmp_path / "run"))
     assert str(error.value).startswith(message), str(error.value)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
@@ -227,7 +226,7 @@ def test_a_multi_sample_objective_trains_logs_its_loss_and_is_recorded(tmp_path,
         *("trainer.max_steps=4", "trainer.max_epochs=-1", "trainer.log_every_n_steps=2"),
         *("trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "data.eval_batch_size=100"),
     ]
-    metrics = train.train(compose_config(overrides, tmp_path / "run"))
+    metrics = vae.run.train(compose_config(overrides, tmp_path / "run"))
     assert (metrics["objective"], metrics["num_samples"]) == (objective, 3)
     assert metrics["decoder_passes"] == 3
     assert math.isfinite(metrics["val/neg_elbo"]) and math.isfinite(metrics["test/neg_elbo"])

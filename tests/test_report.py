@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from vae.report import collect, paper_tables, planned_cells, report, summarize
+from vae.tools.report import collect, paper_tables, planned_cells, report, summarize
 
 
 def _job(

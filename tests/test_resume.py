@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import REPO, child_env
-from vae.wandb_records import read_records
+from vae.run.wandb_records import read_records
 
 COMMON = [
     "data=synthetic",

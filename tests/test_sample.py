@@ -10,11 +10,10 @@ from PIL import Image
 
 import vae
 from conftest import tool_config
-from vae.checkpoint import CheckpointError
-from vae.config import ConfigError
+from vae.errors import CheckpointError, ConfigError
 from vae.evaluation import latent_health
-from vae.sample import make_pictures
-from vae.wandb_records import history
+from vae.run.wandb_records import history
+from vae.tools.sample import make_pictures
 
 CELL = 30  # a 28-pixel digit plus make_grid's 2-pixel padding
 

@@ -1,4 +1,4 @@
-"""Choosing settings on validation (vae/selection.py): successive halving over a sweep's
+"""Choosing settings on validation (vae/run/selection.py): successive halving over a sweep's
 learning rates, the other seeds at the chosen rate, and the report's table of the chosen runs."""
 
 import json
@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, child_env
-from vae.report import collect, selected_rows
-from vae.selection import Job, Ladder, plan_job
+from vae.run.selection import Job, Ladder, plan_job
+from vae.tools.report import collect, selected_rows
 
 SELECT = [
     "selection.keys=[optimizer.lr]",
@@ -112,7 +112,7 @@ def test_a_sweep_with_a_failed_job_exits_non_zero_naming_it(tmp_path):
 
 
 def test_a_job_that_goes_on_from_a_rung_keeps_its_numbers_there_though_it_predates_rungs_json(tmp_path):
-    import train
+    import vae.run.sweep
     from conftest import compose_config
 
     sweep = tmp_path / "sweep"
@@ -122,8 +122,8 @@ def test_a_job_that_goes_on_from_a_rung_keeps_its_numbers_there_though_it_predat
         (sweep / str(job) / "metrics.json").write_text(json.dumps({"last_step": 18, "val/neg_elbo": val}))
     settings = [*SELECT, "test=true"]
     cfg = compose_config([*settings, "optimizer.lr=0.1"], sweep / "0")
-    plan = train._continue_sweep_job(cfg, sweep / "0", ["optimizer.lr=0.1"])
+    plan = vae.run.sweep.continue_sweep_job(cfg, sweep / "0", ["optimizer.lr=0.1"])
     assert (plan.action, plan.steps, cfg.trainer.max_steps, cfg.test) == ("run", 36, 36, True)
     assert json.loads((sweep / "0" / "rungs.json").read_text()) == {"18": {"val/neg_elbo": 100.0}}
     cfg = compose_config([*settings, "optimizer.lr=0.2"], sweep / "1")
-    assert train._continue_sweep_job(cfg, sweep / "1", ["optimizer.lr=0.2"]).action == "done"
+    assert vae.run.sweep.continue_sweep_job(cfg, sweep / "1", ["optimizer.lr=0.2"]).action == "done"

@@ -17,8 +17,8 @@ from PIL import Image
 
 import vae
 from conftest import CONFIGS, REPO, child_env
-from vae.report import collect, report, summarize
-from vae.wandb_records import read_records
+from vae.run.wandb_records import read_records
+from vae.tools.report import collect, report, summarize
 
 pytestmark = pytest.mark.slow
 

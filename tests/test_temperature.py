@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from vae.errors import InvalidValue
 from vae.temperature import (
     ConstantTemperature,
     CosineTemperature,
@@ -11,7 +12,6 @@ from vae.temperature import (
     LinearTemperature,
     SlopeTemperature,
 )
-from vae.validation import InvalidValue
 
 
 def test_constant():

@@ -12,10 +12,10 @@ import pytest
 import torch
 from datasets import write_torchvision_dataset
 
-import train
 import vae
+import vae.run
 from conftest import REPO, child_env, compose_config
-from vae.evaluate import evaluation_path
+from vae.tools.evaluate import evaluation_path
 
 TOOLS = ("vae.evaluate", "vae.sample", "vae.diagnose")
 
@@ -42,7 +42,7 @@ def fashion_run(tmp_path_factory):
         "logger=none",
         "trainer.max_epochs=2",
     ]
-    metrics = train.train(compose_config(overrides, tmp_path / "run", data=["data=fashion_mnist"]))
+    metrics = vae.run.train(compose_config(overrides, tmp_path / "run", data=["data=fashion_mnist"]))
     return tmp_path, Path(metrics["checkpoint"]), metrics
 
 
@@ -103,6 +103,11 @@ def test_help_lists_the_keys_the_tool_takes_and_not_train_py_groups(module, tmp_
     assert f"python -m {module}" in result.stdout and "data:" in result.stdout and "root:" in result.stdout
     assert "experiment:" not in result.stdout and "logger:" not in result.stdout
     assert "callbacks" not in result.stdout
+    if module == "vae.diagnose":  # the options of the groups it builds a fresh model from, from disk
+        from vae.config import group_options
+
+        assert f"model= ({', '.join(group_options('model'))})" in result.stdout
+        assert "bernoulli" in group_options("model")
 
 
 def test_diagnose_prints_its_table_with_a_header(tmp_path):
@@ -133,8 +138,8 @@ def test_the_readme_notebook_snippet_runs_as_pasted(categorical_ckpt, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_asking_for_cuda_on_a_machine_without_it_is_one_line():
-    from vae.config import ConfigError
-    from vae.tools import pick_device
+    from vae.errors import ConfigError
+    from vae.tools.common import pick_device
 
     with pytest.raises(ConfigError, match="device='cuda' is not allowed: this machine has no CUDA device"):
         pick_device("cuda")

@@ -1,4 +1,4 @@
-"""train.train() end to end on synthetic data, a few batches at a time (seconds each)."""
+"""vae.run.train() end to end on synthetic data, a few batches at a time (seconds each)."""
 
 import copy
 import csv
@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch.distributions import kl_divergence
 
-import train
 import vae
+import vae.run
 from vae.checkpoint import read_checkpoint
-from vae.config import ConfigError
 from vae.data import SyntheticImages
+from vae.errors import ConfigError, NonFiniteLossError
 from vae.model import VAE
 from vae.temperature import ExponentialTemperature
-from vae.training import NonFiniteLossError, VAETraining
+from vae.training import VAETraining
 
 SHORT = ["logger=csv", "trainer.limit_val_batches=1", "data.eval_batch_size=500"]
 # tau changes at every step so a wrong step shows up as a wrong tau.
@@ -33,7 +33,7 @@ def _csv_rows(run_dir):
     [("gaussian", []), ("categorical", []), ("categorical", ["model.estimator=st_gumbel"])],
 )
 def test_fast_dev_run(make_config, tmp_path, model, extra):
-    metrics = train.train(make_config([f"model={model}", "debug=fast", *extra]))
+    metrics = vae.run.train(make_config([f"model={model}", "debug=fast", *extra]))
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
     for stage in ("val", "test"):
@@ -48,7 +48,7 @@ def test_tau_and_step_survive_a_checkpoint_and_a_resume(make_config, tmp_path):
     first = make_config(
         [*SHORT, *FAST_TAU, "trainer.max_epochs=2", "trainer.limit_train_batches=15"], "first"
     )
-    train.train(first)
+    vae.run.train(first)
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     schedule = ExponentialTemperature(tau0=1.0, tau_min=0.1, rate=0.01, update_every=1)
 
@@ -67,7 +67,7 @@ def test_tau_and_step_survive_a_checkpoint_and_a_resume(make_config, tmp_path):
         ],
         "resumed",
     )
-    metrics = train.train(resumed)
+    metrics = vae.run.train(resumed)
     assert metrics["global_step"] == 45
     rows = [r for r in _csv_rows(tmp_path / "resumed") if r.get("train/tau")]
     steps = [int(r["step"]) for r in rows]
@@ -78,9 +78,9 @@ def test_tau_and_step_survive_a_checkpoint_and_a_resume(make_config, tmp_path):
 
 def test_same_seed_same_numbers_other_seed_other_numbers(make_config):
     overrides = [*SHORT, "trainer.max_epochs=1", "trainer.limit_train_batches=20"]
-    a = train.train(make_config([*overrides, "seed=5"], "a"))
-    b = train.train(make_config([*overrides, "seed=5"], "b"))
-    c = train.train(make_config([*overrides, "seed=6"], "c"))
+    a = vae.run.train(make_config([*overrides, "seed=5"], "a"))
+    b = vae.run.train(make_config([*overrides, "seed=5"], "b"))
+    c = vae.run.train(make_config([*overrides, "seed=6"], "c"))
     keys = [k for k in a if k.startswith(("val/", "test/"))]
     assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
     assert a["test/neg_elbo"] != c["test/neg_elbo"]
@@ -106,7 +106,7 @@ def test_deferred_finite_check_names_the_first_bad_step_and_keeps_checkpoints(
     monkeypatch.setattr(VAETraining, "on_train_start", check_every_5_steps)
     cfg = make_config([*SHORT, *FAST_TAU, "trainer.max_epochs=5", "trainer.limit_train_batches=10"])
     with pytest.raises(NonFiniteLossError, match=r"global step 23 with tau="):
-        train.train(cfg)
+        vae.run.train(cfg)
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 20
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
@@ -123,7 +123,7 @@ def test_non_finite_loss_stops_naming_step_and_tau_and_keeps_checkpoints(make_co
     monkeypatch.setattr(VAETraining, "step_terms", terms_that_break_at_step_25)
     cfg = make_config([*SHORT, *FAST_TAU, "trainer.max_epochs=5", "trainer.limit_train_batches=10"])
     with pytest.raises(NonFiniteLossError, match=r"global step 25 with tau=0\.7788"):
-        train.train(cfg)
+        vae.run.train(cfg)
     monkeypatch.setattr(VAETraining, "step_terms", step_terms)
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 20
@@ -132,7 +132,7 @@ def test_non_finite_loss_stops_naming_step_and_tau_and_keeps_checkpoints(make_co
 
 
 def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(make_config, tmp_path):
-    metrics = train.train(
+    metrics = vae.run.train(
         make_config(["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=15", "seed=7"])
     )
     model = vae.load(metrics["checkpoint"])
@@ -176,7 +176,7 @@ def test_st_gumbel_trains_on_exactly_one_hot_codes(make_config, monkeypatch):
 
     monkeypatch.setattr(VAE, "decode", recording_decode)
     cfg = make_config([*SHORT, "model.estimator=st_gumbel", "trainer.max_steps=3", "test=false"])
-    train.train(cfg)
+    vae.run.train(cfg)
     assert len(seen) == 3
     for z in seen:
         assert z.shape == (100, 20, 10)
@@ -185,23 +185,23 @@ def test_st_gumbel_trains_on_exactly_one_hot_codes(make_config, monkeypatch):
 
 def test_a_new_run_never_writes_into_a_finished_run(make_config, tmp_path):
     cfg = make_config(["debug=fast"])
-    train.train(cfg)
+    vae.run.train(cfg)
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     before = checkpoint.read_bytes()
     with pytest.raises(ConfigError, match="already holds checkpoints and metrics.json"):
-        train.train(make_config(["debug=fast", "seed=1"]))
+        vae.run.train(make_config(["debug=fast", "seed=1"]))
     assert checkpoint.read_bytes() == before
 
 
 def test_resuming_with_other_data_settings_is_refused_before_any_work(make_config, tmp_path):
-    train.train(make_config(["debug=fast"], "first"))
+    vae.run.train(make_config(["debug=fast"], "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     cfg = make_config(["debug=fast", "data.binarization_seed=7", f"ckpt_path={last}"], "second")
     with pytest.raises(
         ConfigError,
         match="data.binarization_seed=7 is not allowed: the checkpoint was trained with 0",
     ):
-        train.train(cfg)
+        vae.run.train(cfg)
     assert not (tmp_path / "second").exists()
 
 
@@ -209,7 +209,7 @@ def test_resuming_with_other_data_settings_is_refused_before_any_work(make_confi
 def test_flush_denormal_setting_is_applied(make_config, flush):
     subnormal = torch.tensor([1e-40])  # below float32's smallest normal number (1.2e-38)
     try:
-        train.train(make_config(["debug=fast", f"flush_denormal={str(flush).lower()}"]))
+        vae.run.train(make_config(["debug=fast", f"flush_denormal={str(flush).lower()}"]))
         assert ((subnormal * 1.0).item() == 0.0) == flush
     finally:
         torch.set_flush_denormal(False)  # the process default, for the tests that follow
@@ -227,7 +227,7 @@ def test_bf16_mixed_precision_trains_with_finite_numbers(make_config, estimator)
             "test=false",
         ]
     )
-    metrics = train.train(cfg)
+    metrics = vae.run.train(cfg)
     assert metrics["global_step"] == 36  # 2 epochs of 1800 synthetic images
     assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith("val/"))
     assert metrics["val/neg_elbo"] < 540  # moved away from the untrained model's ~540 nats
@@ -244,7 +244,7 @@ def test_gradient_clip_val_bounds_the_norm_of_every_update(make_config, monkeypa
     monkeypatch.setattr(VAETraining, "on_before_optimizer_step", record_norm)
     override = "null" if clip is None else clip
     run = ["trainer.max_epochs=1", "trainer.limit_train_batches=15", "test=false"]
-    metrics = train.train(make_config([*SHORT, *run, f"trainer.gradient_clip_val={override}"]))
+    metrics = vae.run.train(make_config([*SHORT, *run, f"trainer.gradient_clip_val={override}"]))
     assert len(norms) == metrics["global_step"] == 15
     recorded = read_checkpoint(metrics["checkpoint"])["vae_config"]  # the checkpoint's config has it
     assert recorded["trainer"]["gradient_clip_val"] == clip
@@ -258,7 +258,7 @@ def test_a_checkpoint_of_automatic_optimization_resumes_at_its_step(make_config,
     """Checkpoints written while Lightning made the optimizer step (before VAE.training_step made
     it) count their steps in the automatic-optimization loop; a resume continues from there."""
     first = [*SHORT, *FAST_TAU, "trainer.limit_train_batches=15"]
-    train.train(make_config([*first, "trainer.max_epochs=1"], "first"))
+    vae.run.train(make_config([*first, "trainer.max_epochs=1"], "first"))
     checkpoint = torch.load(tmp_path / "first" / "checkpoints" / "last.ckpt", weights_only=True)
     fit_loop = checkpoint["loops"]["fit_loop"]
     manual = fit_loop["epoch_loop.manual_optimization.optim_step_progress"]
@@ -270,7 +270,7 @@ def test_a_checkpoint_of_automatic_optimization_resumes_at_its_step(make_config,
     }
     torch.save(checkpoint, tmp_path / "automatic.ckpt")
 
-    metrics = train.train(
+    metrics = vae.run.train(
         make_config([*first, "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'automatic.ckpt'}"], "resumed")
     )
     assert metrics["global_step"] == 30  # 15 + 15, not a restart at 0
@@ -279,17 +279,17 @@ def test_a_checkpoint_of_automatic_optimization_resumes_at_its_step(make_config,
 
 def test_the_step_learning_rate_schedule_multiplies_the_rate_and_resumes(make_config, tmp_path):
     schedule = ["lr_schedule=step", "lr_schedule.step_size=10", "lr_schedule.gamma=0.5"]
-    train.train(make_config([*SHORT, *schedule, "trainer.max_epochs=1"], "first"))
+    vae.run.train(make_config([*SHORT, *schedule, "trainer.max_epochs=1"], "first"))
     checkpoint = torch.load(tmp_path / "first" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.5)  # 18 steps
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    train.train(make_config([*SHORT, *schedule, "trainer.max_epochs=2", f"ckpt_path={last}"], "resumed"))
+    vae.run.train(make_config([*SHORT, *schedule, "trainer.max_epochs=2", f"ckpt_path={last}"], "resumed"))
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.5**3)  # 36 steps
 
 
 def test_a_run_shorter_than_two_epochs_validates_every_tenth_of_its_steps(make_config, tmp_path):
-    metrics = train.train(make_config(["logger=csv", "trainer.max_steps=25", "trainer.max_epochs=-1"]))
+    metrics = vae.run.train(make_config(["logger=csv", "trainer.max_steps=25", "trainer.max_epochs=-1"]))
     rows = _csv_rows(tmp_path / "run")
     # Lightning logs a validation at step s (after s optimizer steps) on the row of step s - 1.
     validated = sorted({int(r["step"]) + 1 for r in rows if r.get("val/neg_elbo")})
@@ -297,7 +297,7 @@ def test_a_run_shorter_than_two_epochs_validates_every_tenth_of_its_steps(make_c
     assert metrics["validation"] == "best of validations every 2 steps" and metrics["last_step"] == 25
     assert metrics["global_step"] in validated  # the checkpoint reported is one that was validated
     # A cadence the user sets is kept; a run of two epochs or more validates at epoch ends.
-    assert train.train(make_config(["trainer.max_epochs=2", "logger=none"], "two"))["validation"] == (
+    assert vae.run.train(make_config(["trainer.max_epochs=2", "logger=none"], "two"))["validation"] == (
         "best of validations each epoch"
     )
 
@@ -305,12 +305,12 @@ def test_a_run_shorter_than_two_epochs_validates_every_tenth_of_its_steps(make_c
 @pytest.mark.parametrize("model", [["model=categorical"], ["model=bernoulli", "model.estimator=arm"]])
 def test_the_gradient_variance_callback_logs_and_leaves_training_alone(make_config, tmp_path, model):
     run = [*SHORT, *model, "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
-    measured = train.train(
+    measured = vae.run.train(
         make_config(
             [*run, "callbacks=gradient_variance", "callbacks.gradient_variance.every_n_steps=6"], "with"
         )
     )
-    plain = train.train(make_config(run, "without"))
+    plain = vae.run.train(make_config(run, "without"))
     rows = _csv_rows(tmp_path / "with")
     logged = {
         int(r["step"]): float(r["train/encoder_grad_variance"])
@@ -324,7 +324,7 @@ def test_the_gradient_variance_callback_logs_and_leaves_training_alone(make_conf
 
 
 def test_a_resume_with_another_learning_rate_or_estimator_is_refused_naming_each(make_config, tmp_path):
-    train.train(make_config([*SHORT, "trainer.max_epochs=1"], "first"))
+    vae.run.train(make_config([*SHORT, "trainer.max_epochs=1"], "first"))
     run = tmp_path / "first"
     last = run / "checkpoints" / "last.ckpt"
     before = {p: p.read_bytes() for p in [run / "config.yaml", last]}
@@ -336,7 +336,7 @@ def test_a_resume_with_another_learning_rate_or_estimator_is_refused_naming_each
         f"ckpt_path={last}",
     ]
     with pytest.raises(ConfigError) as error:
-        train.train(make_config(changed, "first"))
+        vae.run.train(make_config(changed, "first"))
     message = str(error.value)
     assert "optimizer.lr=0.01 (the checkpoint's run has 0.001)" in message
     assert "model.estimator='st_gumbel'" in message and "\n" not in message
@@ -345,11 +345,11 @@ def test_a_resume_with_another_learning_rate_or_estimator_is_refused_naming_each
 
 
 def test_a_resume_that_trains_longer_is_recorded_and_a_finished_run_is_not_run_again(make_config, tmp_path):
-    train.train(make_config([*SHORT, "trainer.max_epochs=1"], "first"))
+    vae.run.train(make_config([*SHORT, "trainer.max_epochs=1"], "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     with pytest.raises(ConfigError, match="this run finished"):
-        train.train(make_config([*SHORT, "trainer.max_epochs=1", f"ckpt_path={last}"], "first"))
-    metrics = train.train(make_config([*SHORT, "trainer.max_epochs=2", f"ckpt_path={last}"], "first"))
+        vae.run.train(make_config([*SHORT, "trainer.max_epochs=1", f"ckpt_path={last}"], "first"))
+    metrics = vae.run.train(make_config([*SHORT, "trainer.max_epochs=2", f"ckpt_path={last}"], "first"))
     assert metrics["changes_on_resume"] == [{"step": 18, "changes": {"trainer.max_epochs": [1, 2]}}]
     assert metrics["last_step"] == 36
 
@@ -365,10 +365,10 @@ def test_a_resume_that_trains_longer_is_recorded_and_a_finished_run_is_not_run_a
     ],
 )
 def test_a_diverged_run_fails_with_one_line_and_writes_no_checkpoint(make_config, tmp_path, overrides, named):
-    from vae.training import DivergedError
+    from vae.errors import DivergedError
 
     with pytest.raises(DivergedError) as error:
-        train.train(make_config([*overrides, "trainer.max_epochs=2", "logger=none"]))
+        vae.run.train(make_config([*overrides, "trainer.max_epochs=2", "logger=none"]))
     assert named in str(error.value) and "\n" not in str(error.value)
     assert not list((tmp_path / "run").rglob("*.ckpt"))
     assert not (tmp_path / "run" / "metrics.json").exists()
@@ -377,7 +377,7 @@ def test_a_diverged_run_fails_with_one_line_and_writes_no_checkpoint(make_config
 def test_evaluation_is_float32_under_bf16_mixed_precision(make_config):
     # Validation and test run inside Lightning's bf16 autocast; their numbers must be those of the
     # float32 model all the same.
-    _, system = train._build_checked(make_config(["model=bernoulli", "model.estimator=nvil"]))
+    _, system = vae.run.build_checked(make_config(["model=bernoulli", "model.estimator=nvil"]))
     x = torch.bernoulli(torch.full((64, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
     plain = system.model.evaluation_terms(x, None, generator=torch.Generator().manual_seed(0))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -397,7 +397,7 @@ def test_evaluation_is_float32_under_bf16_mixed_precision(make_config):
 )
 def test_a_group_optimizer_trains_its_group_and_the_main_optimizer_the_rest(make_config, overrides, group):
     sgd = f"+group_optimizers.{group}={{_target_:torch.optim.SGD,_partial_:true,lr:0.5}}"
-    system = train.prepare(make_config([*overrides, sgd])).system
+    system = vae.run.prepare(make_config([*overrides, sgd])).system
     main, own = (
         entry["optimizer"] if isinstance(entry, dict) else entry for entry in system.configure_optimizers()
     )
@@ -422,14 +422,14 @@ def test_a_group_optimizer_trains_its_group_and_the_main_optimizer_the_rest(make
 def test_a_group_the_model_lacks_is_refused_naming_the_groups_it_has(make_config, tmp_path):
     sgd = "{_target_:torch.optim.SGD,_partial_:true,lr:0.5}"
     with pytest.raises(ConfigError, match=r"^group_optimizers.prior is not allowed: .* are: none"):
-        train.prepare(make_config(["model=bernoulli", f"+group_optimizers.prior={sgd}"]))
+        vae.run.prepare(make_config(["model=bernoulli", f"+group_optimizers.prior={sgd}"]))
     with pytest.raises(ConfigError, match=r"^group_optimizers.baseline is not allowed: .* are: prior$"):
-        train.prepare(
+        vae.run.prepare(
             make_config(["model=bernoulli", "model.prior=learned", f"+group_optimizers.baseline={sgd}"])
         )
     with pytest.raises(ConfigError, match=r"^group_optimizers.prior: Invalid learning rate"):
         bad = "{_target_:torch.optim.SGD,_partial_:true,lr:-1.0}"
-        train.prepare(
+        vae.run.prepare(
             make_config(["model=bernoulli", "model.prior=learned", f"+group_optimizers.prior={bad}"])
         )
     assert not (tmp_path / "run").exists()

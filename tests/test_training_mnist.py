@@ -13,16 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
-import train
 import vae
+import vae.run
 from conftest import tool_config
 from vae.data import TorchvisionImages
-from vae.evaluate import evaluate
 from vae.latents import BernoulliLatent
-from vae.sample import make_pictures
+from vae.run.wandb_records import config, history
 from vae.temperature import ExponentialTemperature
+from vae.tools.evaluate import evaluate
+from vae.tools.sample import make_pictures
 from vae.training import compile_optimizer_step
-from vae.wandb_records import config, history
 
 pytestmark = pytest.mark.slow
 
@@ -49,12 +49,12 @@ def test_a_few_hundred_steps_learn_and_log_everything(make_mnist_config, tmp_pat
             "seed=1",
         ]
     )
-    untrained = train._build_checked(cfg)[1].model
+    untrained = vae.run.build_checked(cfg)[1].model
     datamodule = TorchvisionImages(root=cfg.data.root)
     datamodule.setup()
     start = _val_neg_elbo(untrained, datamodule, seed=1)
 
-    metrics = train.train(cfg)
+    metrics = vae.run.train(cfg)
     run_dir = tmp_path / "run"
 
     # Learning: val -ELBO far below where it started (~540 nats for an untrained decoder).
@@ -103,7 +103,7 @@ def test_resumed_run_continues_from_the_saved_step(make_mnist_config, tmp_path):
         ],
         "first",
     )
-    train.train(first)
+    vae.run.train(first)
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     before = vae.load(last)
     resumed = make_mnist_config(
@@ -116,7 +116,7 @@ def test_resumed_run_continues_from_the_saved_step(make_mnist_config, tmp_path):
         ],
         "resumed",
     )
-    metrics = train.train(resumed)
+    metrics = vae.run.train(resumed)
     assert before.step == 200 and metrics["global_step"] == 400
     assert metrics["tau"] == pytest.approx(ExponentialTemperature()(400))
 
@@ -139,7 +139,7 @@ def test_every_estimator_trains_an_epoch_without_nan(make_mnist_config, estimato
     cfg = make_mnist_config(
         [f"model.estimator={estimator}", *latent, "logger=none", "trainer.max_epochs=1", "test=false"]
     )
-    metrics = train.train(cfg)
+    metrics = vae.run.train(cfg)
     assert metrics["global_step"] == (200 if estimator == "exact" else 550)
     assert all(np.isfinite(v) for k, v in metrics.items() if k.startswith("val/"))
     # Learned: an untrained model scores ~540 nats; one epoch of any estimator is far below.
@@ -154,7 +154,7 @@ def test_compiled_training_step_computes_what_eager_computes(make_mnist_config, 
     # (compile=true) only the noise differs, so runs agree to within seed-to-seed spread.
     import torch._inductor.config as inductor_config
 
-    model = train._build_checked(make_mnist_config(["model.estimator=st_gumbel"]))[1]
+    model = vae.run.build_checked(make_mnist_config(["model.estimator=st_gumbel"]))[1]
     x = test_images[:100]
 
     def loss_and_grads(terms_fn, tau):
@@ -208,7 +208,7 @@ def test_compile_true_trains_to_the_eager_numbers_within_noise(make_mnist_config
     # numbers), so the -ELBO agrees to within seed-to-seed spread.
     def val_neg_elbo(compile_, name):
         overrides = ["logger=none", "trainer.max_epochs=1", "test=false", f"compile={compile_}"]
-        return train.train(make_mnist_config(overrides, name))["val/neg_elbo"]
+        return vae.run.train(make_mnist_config(overrides, name))["val/neg_elbo"]
 
     eager, compiled = val_neg_elbo("false", "eager"), val_neg_elbo("true", "compiled")
     assert compiled < 200 and eager < 200  # untrained: ~540 nats
@@ -224,7 +224,7 @@ def test_every_binary_estimator_trains_evaluates_and_samples(make_mnist_config, 
         ["model=bernoulli", f"model.estimator={estimator}", *latent, "logger=csv", "trainer.max_steps=300",
          "trainer.max_epochs=-1", "test=false", "trainer.log_every_n_steps=10"]
     )  # fmt: skip
-    metrics = train.train(cfg)
+    metrics = vae.run.train(cfg)
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
         curve = [float(r["val/neg_elbo"]) for r in csv.DictReader(f) if r.get("val/neg_elbo")]
     assert len(curve) >= 10 and all(np.isfinite(curve))

@@ -18,12 +18,9 @@ from typing import Any
 import torch
 
 from vae.config import build, build_model
+from vae.errors import CheckpointError
 
 CONFIG_KEY = "vae_config"  # where a checkpoint holds the run's config
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, or not one of this project's."""
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,13 +1,12 @@
 """Turning config nodes into objects, with bad values reported by their config key.
 
-Constructors check their own arguments and raise vae.validation.InvalidValue naming the
+Constructors check their own arguments and raise vae.errors.InvalidValue naming the
 argument; here each config group is instantiated on its own so the error can name the full
 key: ``tau.tau_min=2.0 is not allowed: must be < tau0 (1.0)``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,10 +16,21 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vae.validation import InvalidValue
+from vae import compat
+from vae.errors import ConfigError, InvalidValue
 
 T = TypeVar("T")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (configs/<group>/*.yaml, e.g. model: bernoulli, categorical,
+    gaussian): the one list every check, help text and test reads."""
+    return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def is_config_group(key: str) -> bool:
+    return (CONFIG_DIR / key).is_dir()
 
 
 def resumed_run_dir(ckpt_path: str | Path | None) -> Path | None:
@@ -50,10 +60,8 @@ def parallel_jobs() -> int:
 
 OmegaConf.register_new_resolver("run_dir", _run_dir, replace=True)
 OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
-
-
-class ConfigError(ValueError):
-    """A config value outside what is allowed, caught before any work starts."""
+# ${group_options:model} -> "bernoulli, categorical, gaussian": help texts list the options on disk.
+OmegaConf.register_new_resolver("group_options", lambda group: ", ".join(group_options(group)), replace=True)
 
 
 @contextmanager
@@ -65,9 +73,7 @@ def reported_as(key: str) -> Iterator[None]:
         cause = e.__cause__
         if not isinstance(cause, InvalidValue):
             raise
-        # Hydra names the failing node only in its message ("full_key: a.b").
-        found = re.search(r"full_key: (\S+)", str(e))
-        node = found.group(1) if found else key
+        node = compat.hydra_failing_key(e) or key
         node = node if node.startswith(key) else f"{key}.{node}"
         raise ConfigError(f"{node}.{cause.name}={cause.value!r} is not allowed: {cause.allowed}") from None
     except InvalidValue as cause:

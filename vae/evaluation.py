@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vae.data import TensorBatches
 from vae.model import VAE
 from vae.objectives import log_mean_exp
 
@@ -72,6 +73,24 @@ def importance_weighted_means(
         for name, value in importance_weighted(model, x, k, chunk_size, generator).items():
             totals[name] = totals.get(name, 0) + value.sum()
     return {f"test/{name}": (total / num_images).item() for name, total in totals.items()}
+
+
+def test_set_bounds(
+    model: VAE,
+    images: Tensor,
+    k: int,
+    seed: int,
+    batch_size: int = 100,
+    chunk_size: int = 100,
+    progress: bool = False,
+) -> dict[str, float]:
+    """importance_weighted_means over images (N, C, H, W), in eval mode, the k samples drawn from a
+    generator seeded with seed: the one computation behind vae.evaluate and a run's final test."""
+    model.eval()
+    generator = torch.Generator(images.device).manual_seed(seed)
+    return importance_weighted_means(
+        model, TensorBatches(images, batch_size), k, chunk_size, progress=progress, generator=generator
+    )
 
 
 @torch.no_grad()

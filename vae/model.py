@@ -72,7 +72,7 @@ class VAE(nn.Module):
         self.use_objective(objective)
 
     def use_objective(self, objective: str | dict[str, Any] | Objective | None) -> None:
-        """Train with this objective; vae.validation.InvalidValue if it cannot train the latent
+        """Train with this objective; vae.errors.InvalidValue if it cannot train the latent
         with its estimator (Objective.check_latent)."""
         built = build_objective(objective, OBJECTIVES)
         built.check_latent(self.latent)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from vae.validation import require, require_positive_int
+from vae.errors import require, require_positive_int
 
 MNIST_SHAPE = (1, 28, 28)
 

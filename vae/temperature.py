@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
-from vae.validation import require, require_positive_float, require_positive_int
+from vae.errors import require, require_positive_float, require_positive_int
 
 
 class TemperatureSchedule(ABC):

@@ -13,7 +13,6 @@ backward, optional gradient clipping, step. Lightning's automatic gradient accum
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 from collections.abc import Callable
@@ -24,21 +23,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 
+from vae import compat
 from vae.checkpoint import CONFIG_KEY, upgrade_checkpoint
+from vae.errors import DivergedError, InvalidValue, NonFiniteLossError, require, require_positive_float
 from vae.model import VAE
 from vae.temperature import TemperatureSchedule
-from vae.validation import InvalidValue, require, require_positive_float
 
 Factory = Callable[..., Any]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became inf or NaN."""
-
-
-class DivergedError(RuntimeError):
-    """Training diverged: a weight or buffer became inf or NaN, or the validation -ELBO far
-    exceeds the loss training started from."""
 
 
 # A run has diverged when its validation -ELBO exceeds this many times the larger of the first
@@ -171,7 +162,8 @@ class VAETraining(L.LightningModule):
             self.lr_schedulers().step()  # per optimizer step; Lightning checkpoints its state
         # Lightning sends step metrics to the loggers every log_every_n_steps steps only; calling
         # self.log on the other steps would cost time (and a host-to-device copy for tau).
-        if self._trainer is None or self.trainer._logger_connector.should_update_logs:
+        trainer = compat.attached_trainer(self)
+        if trainer is None or compat.logs_this_step(trainer):
             batch_size = x.shape[0]
             if self.model.objective.loss_is_neg_elbo:
                 self.log("train/neg_elbo", loss, prog_bar=True, batch_size=batch_size)
@@ -252,7 +244,8 @@ class VAETraining(L.LightningModule):
 
     def on_validation_start(self) -> None:
         self._raise_if_nonfinite()
-        if self._trainer is not None and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+        trainer = compat.attached_trainer(self)
+        if trainer is not None and trainer.state.fn == "fit" and not trainer.sanity_checking:
             self._raise_if_weights_nonfinite()
 
     def _raise_if_weights_nonfinite(self) -> None:
@@ -268,7 +261,8 @@ class VAETraining(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         """A validation -ELBO far above where training started is a diverged run: stop before its
         checkpoints are written (ModelCheckpoint and LastCheckpoint save after this hook)."""
-        if self._trainer is None or self.trainer.state.fn != "fit" or self.trainer.sanity_checking:
+        trainer = compat.attached_trainer(self)
+        if trainer is None or trainer.state.fn != "fit" or trainer.sanity_checking:
             return
         value = self.trainer.callback_metrics.get("val/neg_elbo")
         if value is None or self.initial_loss is None:
@@ -321,22 +315,10 @@ class VAETraining(L.LightningModule):
         self.weights_step = checkpoint["global_step"]
         self._resumed_random_state = checkpoint.get(RANDOM_STATE_KEY)
         self.initial_loss = checkpoint.get(INITIAL_LOSS_KEY, self.initial_loss)
-        _count_automatic_steps_as_manual(checkpoint)
-        if self._trainer is not None and isinstance(self.trainer.checkpoint_callback, ModelCheckpoint):
-            _forget_best_checkpoints_elsewhere(checkpoint, self.trainer.checkpoint_callback.dirpath)
-
-
-def _forget_best_checkpoints_elsewhere(checkpoint: dict[str, Any], dirpath: str | None) -> None:
-    """A run resumed into another directory tracks its best checkpoint there, from scratch.
-
-    Lightning restores the best checkpoint's path even when the checkpoint directory changed, so
-    the resumed run's final validation and test could load a file of the previous run's folder.
-    Called before Lightning restores the callbacks' states from the dict.
-    """
-    for key, state in checkpoint.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and dirpath is not None and state.get("dirpath") != dirpath:
-            state.update(best_model_path="", best_model_score=None, kth_best_model_path="", best_k_models={})
-            state.update(last_model_path="", kth_value=None)
+        compat.count_automatic_steps_as_manual(checkpoint)
+        trainer = compat.attached_trainer(self)
+        if trainer is not None and isinstance(trainer.checkpoint_callback, ModelCheckpoint):
+            compat.forget_best_checkpoints_elsewhere(checkpoint, trainer.checkpoint_callback.dirpath)
 
 
 RANDOM_STATE_KEY = "random_state"
@@ -360,20 +342,6 @@ def set_random_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["torch.cuda"])
     version, python_state, gauss = state["python"]
     random.setstate((version, tuple(python_state), gauss))
-
-
-def _count_automatic_steps_as_manual(checkpoint: dict[str, Any]) -> None:
-    """Resume a checkpoint written when Lightning made the optimizer step (automatic optimization).
-
-    Lightning counts the global step in the loop that makes the step; that count now comes from
-    the manual loop, which such a checkpoint holds at 0. Without this, a resumed run would start
-    again at step 0 (and tau at tau0). Called before Lightning restores its loops from the dict.
-    """
-    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    automatic = fit_loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {})
-    manual = fit_loop.get("epoch_loop.manual_optimization.optim_step_progress")
-    if "step" in automatic and manual is not None and manual["total"]["completed"] == 0:
-        fit_loop["epoch_loop.manual_optimization.optim_step_progress"] = copy.deepcopy(automatic["step"])
 
 
 def compile_optimizer_step(optimizer: torch.optim.Optimizer, **options: Any) -> torch.optim.Optimizer:

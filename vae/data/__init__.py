@@ -3,7 +3,7 @@ the training device, batched by indexing. Chosen with data=mnist (default), fash
 binarized_mnist or synthetic.
 """
 
-from vae.data.base import BinarizedImages, DataError, binarize
+from vae.data.base import BinarizedImages, binarize
 from vae.data.batches import TensorBatches
 from vae.data.binarized_mnist import BinarizedMNIST
 from vae.data.synthetic import SyntheticImages
@@ -12,7 +12,6 @@ from vae.data.torchvision_images import TorchvisionImages
 __all__ = [
     "BinarizedImages",
     "BinarizedMNIST",
-    "DataError",
     "SyntheticImages",
     "TensorBatches",
     "TorchvisionImages",

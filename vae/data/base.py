@@ -22,13 +22,9 @@ import torch
 from torch import Tensor
 
 from vae.data.batches import TensorBatches
-from vae.validation import require, require_positive_int
+from vae.errors import require, require_positive_int
 
 BINARIZATIONS = ("dynamic", "fixed")
-
-
-class DataError(RuntimeError):
-    """The data is missing, unreadable, or not what the config says."""
 
 
 def binarize(images: Tensor, seed: int) -> Tensor:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vae.data.base import BinarizedImages, DataError
+from vae.data.base import BinarizedImages
+from vae.errors import DataError
 
 URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 SPLITS = ("train", "valid", "test")

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from vae.data.base import BinarizedImages, seeded_split
-from vae.validation import require, require_positive_int
+from vae.errors import require, require_positive_int
 
 
 def synthetic_intensities(

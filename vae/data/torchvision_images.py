@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vae.data.base import BinarizedImages, DataError, seeded_split
-from vae.validation import require, require_positive_int
+from vae.data.base import BinarizedImages, seeded_split
+from vae.errors import DataError, require, require_positive_int
 
 DATASETS = ("MNIST", "FashionMNIST", "KMNIST")  # torchvision.datasets class names
 TRAIN_SIZE = 60_000  # official training images of each

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
-from vae.validation import InvalidValue
+from vae.errors import InvalidValue
 
 if TYPE_CHECKING:
     from vae.latents.base import Latent

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
-from vae.validation import InvalidValue
+from vae.errors import InvalidValue
 
 Cost = Callable[[Tensor], Tensor]  # z (*sample, *batch, *event) -> cost (*sample, *batch)
 

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, register_kl
 
+from vae.errors import require, require_positive_int
 from vae.estimators import BINARY_ESTIMATORS, DISCRETE_ESTIMATORS, Estimator
 from vae.latents.discrete import DiscreteLatent
-from vae.validation import require, require_positive_int
 
 PRIORS = ("uniform", "learned")
 IGNORED_BIT_THRESHOLD = 0.01  # nats of I(x; z_n) below which a bit ignores the input

@@ -14,28 +14,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Categorical, Distribution, Independent, OneHotCategorical
+from torch.distributions import Distribution, Independent
 
+from vae.compat import UncheckedOneHotCategorical
+from vae.errors import require_positive_int
 from vae.estimators import CATEGORICAL_ESTIMATORS, DISCRETE_ESTIMATORS, Estimator
 from vae.gumbel import gumbel_max, gumbel_softmax
 from vae.latents.discrete import DiscreteLatent
-from vae.validation import require_positive_int
 
 IGNORED_VARIABLE_THRESHOLD = 0.01  # nats of I(x; z_n) below which a variable ignores the input
-
-
-class _UncheckedOneHotCategorical(OneHotCategorical):
-    """OneHotCategorical without argument validation, inner Categorical included.
-
-    torch builds the inner Categorical with the default validate_args whatever is passed
-    (torch/distributions/one_hot_categorical.py), which costs a host sync every step and turns
-    a NaN into a ValueError before the training step can report the step and tau.
-    """
-
-    def __init__(self, logits: Tensor) -> None:
-        self._categorical = Categorical(logits=logits, validate_args=False)
-        batch_shape, event_shape = self._categorical.batch_shape, self._categorical.param_shape[-1:]
-        Distribution.__init__(self, batch_shape, event_shape, validate_args=False)
 
 
 class OneHotCategoricals(Independent):
@@ -47,7 +34,7 @@ class OneHotCategoricals(Independent):
     """
 
     def __init__(self, logits: Tensor) -> None:
-        super().__init__(_UncheckedOneHotCategorical(logits), 1, validate_args=False)
+        super().__init__(UncheckedOneHotCategorical(logits), 1, validate_args=False)
 
     @property
     def logits(self) -> Tensor:

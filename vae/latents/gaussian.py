@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
+from vae.errors import require_positive_int
 from vae.estimators import Cost
 from vae.latents.base import Latent
-from vae.validation import require_positive_int
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active if Cov_x(E_q[z_u]) > 0.01
 TRAVERSAL_RANGE = (-3.0, 3.0)  # a coordinate is swept over this interval, in prior standard deviations

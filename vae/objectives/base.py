@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from vae.validation import InvalidValue, require_positive_int
+from vae.errors import InvalidValue, require_positive_int
 
 if TYPE_CHECKING:
     from vae.latents.base import Latent

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+from vae.errors import InvalidValue
 from vae.objectives.base import Objective, log_mean_exp, sampled_terms
-from vae.validation import InvalidValue
 
 if TYPE_CHECKING:
     from vae.latents.base import Latent

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from vae.errors import require
 from vae.objectives.base import Objective, log_mean_exp, sampled_terms
-from vae.validation import require
 
 if TYPE_CHECKING:
     from vae.latents.base import Latent

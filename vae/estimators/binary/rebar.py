@@ -31,8 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from vae.errors import require_positive_float
 from vae.estimators.base import Cost, LearningSignalEstimator
-from vae.validation import require_positive_float
 
 # u and v are kept this far inside (0, 1) so that the logistic samples stay finite.
 _UNIFORM_MARGIN = 1e-6

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
+from vae.errors import require_positive_int
 from vae.estimators.base import Cost
 from vae.estimators.binary.rebar import ConditionalRelaxation
-from vae.validation import require_positive_int
 
 if TYPE_CHECKING:
     from vae.latents.base import Latent

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vae.errors import require_positive_int
 from vae.estimators.base import PathwiseEstimator, straight_through
 from vae.gumbel import check_temperature, exponential_noise, gumbel_max
-from vae.validation import require_positive_int
 
 
 class GumbelRao(PathwiseEstimator):

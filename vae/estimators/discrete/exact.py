@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vae.errors import InvalidValue
 from vae.estimators.base import Cost, Estimator
-from vae.validation import InvalidValue
 
 if TYPE_CHECKING:
     from vae.latents.base import Latent

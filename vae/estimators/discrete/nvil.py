@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from vae.errors import require_positive_int
 from vae.estimators.base import Cost
 from vae.estimators.discrete.score_function import ScoreFunctionEstimator, score_term
-from vae.validation import require_positive_int
 
 
 class NVIL(ScoreFunctionEstimator):

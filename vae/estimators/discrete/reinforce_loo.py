@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vae.errors import is_int, require
 from vae.estimators.base import Cost, Estimator
-from vae.validation import require
 
 
 class ReinforceLOO(Estimator):
@@ -27,7 +27,7 @@ class ReinforceLOO(Estimator):
     def __init__(self, num_samples: int = 4) -> None:
         """num_samples: codes per image; the baseline needs at least 2."""
         super().__init__()
-        ok = isinstance(num_samples, int) and not isinstance(num_samples, bool) and num_samples >= 2
+        ok = is_int(num_samples) and num_samples >= 2
         require(
             ok, "num_samples", num_samples, "must be an integer >= 2 (the leave-one-out baseline needs two)"
         )

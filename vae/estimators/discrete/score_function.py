@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from vae.errors import is_number, require
 from vae.estimators.base import LearningSignalEstimator
-from vae.validation import require
 
 
 def event_sum(values: Tensor, q: Distribution) -> Tensor:
@@ -58,7 +58,7 @@ class RunningNormalizer(nn.Module):
 
     def __init__(self, enabled: bool = True, decay: float = 0.8) -> None:
         super().__init__()
-        ok = isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0 <= decay < 1
+        ok = is_number(decay) and 0 <= decay < 1
         require(ok, "decay", decay, "must be a number in [0, 1)")
         self.enabled, self.decay = enabled, float(decay)
         self.register_buffer("variance", torch.zeros(()))

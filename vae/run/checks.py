@@ -1,7 +1,7 @@
 """Every value a run reads, checked before any work: one message naming the key, the value and
-what is allowed (vae.config.ConfigError), never a traceback from deep inside a library.
+what is allowed (vae.errors.ConfigError), never a traceback from deep inside a library.
 
-The config groups' constructors check their own arguments (vae/validation.py); what is checked
+The config groups' constructors check their own arguments (vae/errors.py); what is checked
 here are the run-level keys, the optimizer and trainer settings that torch and Lightning would
 only reject later or with their own wording, and whether a checkpoint to resume fits the model.
 """
@@ -9,22 +9,16 @@ only reject later or with their own wording, and whether a checkpoint to resume 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae.config import ConfigError
+from vae.config import group_options, is_config_group
+from vae.errors import ConfigError, is_int, is_number
 
 MAX_SEED = 2**32 - 1  # what torch and numpy accept
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -35,11 +29,11 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
 def check_run_keys(cfg: DictConfig) -> None:
     """seed, test, compile, flush_denormal, iw_samples, ckpt_path."""
     seed = cfg.seed
-    _require(_is_int(seed) and 0 <= seed <= MAX_SEED, "seed", seed, f"must be an integer in [0, {MAX_SEED}]")
+    _require(is_int(seed) and 0 <= seed <= MAX_SEED, "seed", seed, f"must be an integer in [0, {MAX_SEED}]")
     for key in ("test", "compile", "flush_denormal"):
         _require(isinstance(cfg[key], bool), key, cfg[key], "must be true or false")
     iw = cfg.iw_samples
-    _require(_is_int(iw) and iw >= 0, "iw_samples", iw, "must be an integer >= 0 (0: off)")
+    _require(is_int(iw) and iw >= 0, "iw_samples", iw, "must be an integer >= 0 (0: off)")
     ckpt = cfg.ckpt_path
     _require(
         ckpt is None or isinstance(ckpt, str), "ckpt_path", ckpt, "must be the path of a checkpoint file"
@@ -49,7 +43,7 @@ def check_run_keys(cfg: DictConfig) -> None:
 def check_optimizer(cfg: DictConfig) -> None:
     """optimizer.lr (torch only compares it with 0, so text or nan would pass or fail obscurely)."""
     lr = cfg.optimizer.get("lr")
-    ok = _is_number(lr) and math.isfinite(lr) and lr > 0
+    ok = is_number(lr) and math.isfinite(lr) and lr > 0
     _require(ok, "optimizer.lr", lr, "must be a finite number > 0")
 
 
@@ -59,7 +53,7 @@ def check_trainer(cfg: DictConfig) -> None:
     for key in ("max_epochs", "max_steps"):
         value = trainer.get(key)
         _require(
-            value is None or (_is_int(value) and value >= -1),
+            value is None or (is_int(value) and value >= -1),
             f"trainer.{key}",
             value,
             "must be an integer >= 0, or -1 for no limit",
@@ -67,16 +61,14 @@ def check_trainer(cfg: DictConfig) -> None:
     for key in ("log_every_n_steps", "check_val_every_n_epoch"):
         value = trainer.get(key)
         _require(
-            value is None or (_is_int(value) and value > 0), f"trainer.{key}", value, "must be an integer > 0"
+            value is None or (is_int(value) and value > 0), f"trainer.{key}", value, "must be an integer > 0"
         )
     for key in ("limit_train_batches", "limit_val_batches"):
         value = trainer.get(key)
-        ok = (
-            value is None or (_is_int(value) and value >= 0) or (isinstance(value, float) and 0 <= value <= 1)
-        )
+        ok = value is None or (is_int(value) and value >= 0) or (isinstance(value, float) and 0 <= value <= 1)
         _require(ok, f"trainer.{key}", value, "must be a fraction in [0, 1] or a number of batches >= 0")
     value = trainer.get("val_check_interval")
-    ok = value is None or (_is_int(value) and value >= 1) or (isinstance(value, float) and 0 < value <= 1)
+    ok = value is None or (is_int(value) and value >= 1) or (isinstance(value, float) and 0 < value <= 1)
     _require(
         ok,
         "trainer.val_check_interval",
@@ -179,3 +171,22 @@ def _records(config: dict[str, Any], key: str) -> bool:
             return False
         node = node[part]
     return True
+
+
+def refuse_numbers_for_groups(args: list[str]) -> None:
+    """`tau=0`: a config group given a value that is not one of its options; Hydra stops with a
+    traceback that does not name the group. Say it in one line, with the options on disk, and
+    exit; called on train.py's command line before Hydra parses it."""
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        skip = arg.startswith(("-", "+", "~", "hydra")) or "," in value  # Hydra's groups have built-ins
+        if skip or not sep or not is_config_group(key):
+            continue
+        options = group_options(key)
+        if value not in options and value != "null":
+            print(
+                f"error: {key}={value} is not allowed: {key} is a config group, one of"
+                f" {', '.join(options)} (its settings: {key}.<name>=...)",
+                file=sys.stderr,
+            )
+            sys.exit(1)

@@ -2,7 +2,7 @@
 
 A job that fails writes failed.json and lets the other jobs run (train.py); this callback then
 lists the failed jobs and ends the sweep with exit status 1, so that a script or a cluster sees
-the failure. Jobs that wait for a choice on validation (vae/selection.py) are counted, with what
+the failure. Jobs that wait for a choice on validation (vae/run/selection.py) are counted, with what
 to do: run the same command again.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from vae.selection import STATUS_FILE
+from vae.run.selection import STATUS_FILE
 
 
 class ReportFailedJobs(Callback):

@@ -16,7 +16,8 @@ from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from vae.validation import require
+from vae import compat
+from vae.errors import require
 
 MODES = ("auto", "online", "offline", "disabled")
 
@@ -44,8 +45,7 @@ def wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
     logger = WandbLogger(mode=resolve_wandb_mode(mode), **kwargs)
     # Lightning passes anonymous=None to wandb.init, which wandb answers with a warning that the
     # setting has no effect; leaving it out is the same call without the warning.
-    if logger._wandb_init.get("anonymous", "set") is None:
-        del logger._wandb_init["anonymous"]
+    compat.drop_unset_wandb_init_argument(logger, "anonymous")
     return logger
 
 
@@ -59,15 +59,20 @@ class AppendingCSVLogger(CSVLogger):
     """Lightning's CSVLogger, except that a run resumed in its own directory appends to the
     metrics.csv it finds, keeping its rows and columns (Lightning's writer deletes the file)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._writer_made = False  # ours: whether the existing metrics.csv was taken over
+
     @property
     def experiment(self):  # noqa: ANN201 (Lightning's ExperimentWriter)
-        if self._experiment is not None:
-            return self._experiment
+        if self._writer_made:
+            return super().experiment
         existing = Path(self.log_dir) / "metrics.csv"
         kept = existing.read_bytes() if existing.is_file() else None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*exists and is not empty")
             writer = super().experiment
+        self._writer_made = True
         if kept is not None:
             existing.write_bytes(kept)
             with open(existing, newline="") as f:

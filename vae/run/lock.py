@@ -15,13 +15,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vae.config import ConfigError
+from vae.errors import RunDirectoryBusy
 
 LOCK_FILE = ".lock"
-
-
-class RunDirectoryBusy(ConfigError):
-    """Another process is running in this run directory."""
 
 
 @contextlib.contextmanager

@@ -11,9 +11,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from vae.checkpoint import CheckpointError, data_from_checkpoint, model_from_checkpoint, read_checkpoint
-from vae.config import ConfigError
-from vae.data import DataError
+from vae.checkpoint import data_from_checkpoint, model_from_checkpoint, read_checkpoint
+from vae.errors import CheckpointError, ConfigError, DataError, is_int
 from vae.model import VAE
 
 T = TypeVar("T")
@@ -23,7 +22,7 @@ DEVICES = "auto, cpu, cuda, cuda:N"
 def require_positive_ints(cfg: DictConfig, keys: Iterable[str]) -> None:
     for key in keys:
         value = cfg[key]
-        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        if not (is_int(value) and value > 0):
             raise ConfigError(f"{key}={value!r} is not allowed: must be a positive integer")
 
 

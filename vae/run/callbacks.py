@@ -98,15 +98,10 @@ class GradientVariance(L.Callback):
     """
 
     def __init__(self, every_n_steps: int = 500, num_draws: int = 10, batch_size: int = 100) -> None:
-        from vae.validation import require, require_positive_int
+        from vae.errors import require_int_at_least, require_positive_int
 
         require_positive_int("every_n_steps", every_n_steps)
-        require(
-            isinstance(num_draws, int) and not isinstance(num_draws, bool) and num_draws >= 2,
-            "num_draws",
-            num_draws,
-            "must be an integer >= 2",
-        )
+        require_int_at_least("num_draws", num_draws, 2)
         require_positive_int("batch_size", batch_size)
         self.every_n_steps, self.num_draws, self.batch_size = every_n_steps, num_draws, batch_size
 

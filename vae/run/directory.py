@@ -1,0 +1,73 @@
+"""The run directory: which run may write it, and the records a run leaves there besides its
+checkpoints and metrics.json (.hydra/, failed.json)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import OmegaConf
+
+from vae.config import resumed_run_dir
+from vae.errors import ConfigError
+from vae.run.lock import hold_run_directory
+
+
+def refuse_to_overwrite(output_dir: Path, ckpt_path: str | None) -> None:
+    """A run never writes into a directory that holds another run's results; resuming one of the
+    directory's own checkpoints continues that run there."""
+    if ckpt_path is not None and resumed_run_dir(ckpt_path) == output_dir.resolve():
+        return
+    taken = [name for name in ("checkpoints", "metrics.json") if _holds_results(output_dir / name)]
+    if taken:
+        raise ConfigError(
+            f"paths.output_dir={str(output_dir)!r} already holds {' and '.join(taken)} of another"
+            " run; choose a new directory (hydra.run.dir=...) to keep them intact"
+        )
+
+
+def _holds_results(path: Path) -> bool:
+    """metrics.json, or a checkpoints folder with a checkpoint in it (a run killed before its
+    first save leaves none)."""
+    return path.is_file() or (path.is_dir() and any(path.glob("*.ckpt")))
+
+
+@contextlib.contextmanager
+def holding(output_dir: Path, ckpt_path: str | None) -> Iterator[None]:
+    """The run directory's lock (vae/run/lock.py), taken by the first process under DDP; then the
+    directory is checked again, in case another run finished there since prepare() looked."""
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    with hold_run_directory(output_dir):
+        refuse_to_overwrite(output_dir, ckpt_path)
+        yield
+
+
+def write_hydra_record(output_dir: Path, task_cfg: dict[str, Any]) -> None:
+    """.hydra/ in the run directory (the composed config, Hydra's config, the overrides), written
+    here rather than by Hydra (hydra.output_subdir: null) so that a directory a run is refused
+    is left exactly as it was."""
+    hydra_cfg = HydraConfig.get()
+    folder = output_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(task_cfg, folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
+    OmegaConf.save(hydra_cfg.overrides.task, folder / "overrides.yaml")
+
+
+def record_failure(output_dir: Path, error: BaseException) -> None:
+    """failed.json in the job's directory, so a sweep's report can show what went wrong."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "error": type(error).__name__,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    (output_dir / "failed.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,60 @@
+"""A job of a Hydra sweep (python train.py -m ...): its share of the machine, and what it does
+when its sweep runs again on its directory (skip, resume, continue to a further rung, retry)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vae.run.selection import STATUS_FILE, Plan, plan_job, record_rung
+
+
+def share_the_machine(cfg: DictConfig, job_num: int, parallel_jobs: int) -> None:
+    """A job of a parallel sweep takes its share: cores // jobs threads on a CPU, GPU number
+    job_num mod GPUs on a machine with GPUs; and no progress bar (its console is a file)."""
+    with open_dict(cfg):
+        if torch.cuda.is_available() and cfg.trainer.get("devices") == 1:
+            cfg.trainer.devices = [job_num % torch.cuda.device_count()]
+        else:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel_jobs))
+        if "progress_bar" in (cfg.get("callbacks") or {}):
+            cfg.callbacks.progress_bar.refresh_rate = 0  # one line per validation instead
+
+
+def continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> Plan:
+    """What a sweep job does when its sweep runs (again) on its directory.
+
+    A job that reached the steps it is to train (trainer.max_steps, or the rung that selection
+    allows it: vae/run/selection.py) is not run again; one that was stopped resumes from its own
+    last.ckpt, and one that is allowed further than it got continues from it; one that failed is
+    run again (from its last.ckpt if it has one), its failed.json kept as failed-<n>.json. A
+    job that is to train to an intermediate rung is not tested.
+    """
+    selection = OmegaConf.to_container(cfg.selection) if cfg.get("selection") else {}
+    plan = plan_job(output_dir, overrides, selection, cfg.trainer.get("max_steps") or -1)
+    metrics = output_dir / "metrics.json"
+    if plan.action == "run" and metrics.is_file():
+        finished = json.loads(metrics.read_text())
+        if plan.steps is None or plan.steps <= 0 or finished.get("last_step", 0) >= plan.steps:
+            return Plan("done", reason=f"finished before ({metrics})")
+        record_rung(output_dir, finished)  # its numbers at this rung outlive the metrics.json it rewrites
+    if plan.action != "run":
+        return plan
+    (output_dir / STATUS_FILE).unlink(missing_ok=True)  # it waited before, and runs now
+    failed = output_dir / "failed.json"
+    if failed.is_file():
+        attempt = 1 + len(list(output_dir.glob("failed-*.json")))
+        failed.rename(output_dir / f"failed-{attempt}.json")
+    last = output_dir / "checkpoints" / "last.ckpt"
+    with open_dict(cfg):
+        if last.is_file() and cfg.ckpt_path is None:
+            cfg.ckpt_path = str(last)
+        if plan.steps is not None and plan.steps > 0:
+            cfg.trainer.max_steps = plan.steps
+        if not plan.final:  # an intermediate rung: validation numbers only
+            cfg.test, cfg.iw_samples = False, 0
+    return plan
