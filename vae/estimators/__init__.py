@@ -6,7 +6,14 @@ group, whose settings can then be overridden: model.estimator.num_draws=100); th
 it from the families it accepts (Latent.estimators).
 """
 
-from vae.estimators.base import Cost, Estimator, PathwiseEstimator, build_estimator, straight_through
+from vae.estimators.base import (
+    Cost,
+    Estimator,
+    PathwiseEstimator,
+    as_posterior,
+    build_estimator,
+    straight_through,
+)
 from vae.estimators.binary import BINARY_ESTIMATORS
 from vae.estimators.categorical import CATEGORICAL_ESTIMATORS
 from vae.estimators.discrete import DISCRETE_ESTIMATORS
@@ -18,6 +25,7 @@ __all__ = [
     "Cost",
     "Estimator",
     "PathwiseEstimator",
+    "as_posterior",
     "build_estimator",
     "straight_through",
 ]

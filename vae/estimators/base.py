@@ -67,7 +67,7 @@ class Estimator(nn.Module):
         return ", ".join(f"{key}={value!r}" for key, value in self.settings().items())
 
     def check_latent(self, latent: Latent) -> None:
-        """Raise vae.validation.InvalidValue if the estimator cannot serve this latent."""
+        """Raise vae.errors.InvalidValue if the estimator cannot serve this latent."""
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Named groups of the estimator's learned parameters that can have an optimizer of their
@@ -104,6 +104,19 @@ class Estimator(nn.Module):
         kl = kl_divergence(q, prior)
         return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
+    def forward(
+        self,
+        q: Distribution,
+        cost: Cost,
+        temperature: float | Tensor | None = None,
+        generator: torch.Generator | None = None,
+        inputs: Tensor | None = None,
+    ) -> Tensor:
+        """The estimator as a library: estimator(q, cost, tau) is surrogate(as_posterior(q), ...),
+        so q may be torch's own Bernoulli, Independent(Bernoulli, 1), OneHotCategorical or
+        Independent(OneHotCategorical, 1) as well as this project's posteriors."""
+        return self.surrogate(as_posterior(q), cost, temperature, generator, inputs)
+
     def surrogate(
         self,
         q: Distribution,
@@ -118,6 +131,32 @@ class Estimator(nn.Module):
         baselines read them.
         """
         raise NotImplementedError
+
+
+def as_posterior(q: Distribution) -> Distribution:
+    """q as the posterior class an estimator reads (sample(generator=...), .logits, exact
+    log_prob and enumeration): IndependentBernoullis with event (N,) or OneHotCategoricals with
+    event (N, K). torch's Bernoulli with batch shape (*batch, N) counts its last batch dimension as
+    the N bits (as Independent(Bernoulli, 1) does); OneHotCategorical's last batch dimension
+    likewise counts as the N variables. The logits keep their gradient."""
+    from torch.distributions import Bernoulli, Independent, OneHotCategorical
+
+    from vae.latents import IndependentBernoullis, OneHotCategoricals
+
+    if isinstance(q, (IndependentBernoullis, OneHotCategoricals)):
+        return q
+    base, dims = (q.base_dist, q.reinterpreted_batch_ndims) if isinstance(q, Independent) else (q, 0)
+    if isinstance(base, Bernoulli) and dims <= 1 and base.batch_shape:
+        return IndependentBernoullis(base.logits)
+    if isinstance(base, OneHotCategorical) and dims <= 1 and base.batch_shape:
+        return OneHotCategoricals(base.logits)
+    raise InvalidValue(
+        "q",
+        q,
+        "must be a Bernoulli or OneHotCategorical (torch's, or wrapped in Independent(..., 1)) with"
+        " the latent's variables as its last batch dimension, or vae.latents.IndependentBernoullis"
+        " / OneHotCategoricals",
+    )
 
 
 class LearningSignalEstimator(Estimator):
