@@ -47,7 +47,7 @@ import torch
 
 from vae.run.hardware import describe, drop_unusable_nvml_check
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOOPS = ("project", "dataloader", "bare")
 
 
@@ -103,7 +103,7 @@ def _run_project(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     cfg = _config(args, workdir / "run", args.overrides)
     clock = workdir / "epochs.json"
     with open_dict(cfg):
-        cfg.callbacks.epoch_clock = {"_target_": "vae.bench.EpochClock", "path": str(clock)}
+        cfg.callbacks.epoch_clock = {"_target_": "vae.tools.bench.EpochClock", "path": str(clock)}
     metrics = vae.run.train(cfg)
     stamps = json.loads(clock.read_text())
     starts, validations = stamps["epochs"], stamps["validations"]

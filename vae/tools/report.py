@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from vae.config import CONFIG_DIR
 from vae.run.selection import (
     Job,
     configuration_of,
@@ -42,7 +43,7 @@ from vae.run.selection import (
 
 SEED_KEYS = ("seed",)
 IGNORED_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir")  # where a run was, not what it was
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # where a sweep's config groups live
+CONFIGS = CONFIG_DIR  # where a sweep's config groups live
 
 REPORTED = ("test/neg_elbo", "test/nll_iw", "val/neg_elbo", "test/neg_elbo_relaxed", "test/kl", "epochs")
 CURVES = ("val/neg_elbo", "train/tau", "train/neg_elbo", "train/encoder_grad_variance")
