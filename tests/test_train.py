@@ -443,3 +443,28 @@ def test_a_checkpoint_with_a_prior_optimizer_reads_as_a_group_optimizer():
     assert upgrade_checkpoint(old)[CONFIG_KEY] == {"model": {}, "group_optimizers": {"prior": sgd}}
     unset = {CONFIG_KEY: {"model": {}, "prior_optimizer": None}, "state_dict": {}}
     assert upgrade_checkpoint(unset)[CONFIG_KEY] == {"model": {}}
+
+
+def test_a_run_config_naming_the_modules_before_they_moved_resumes_without_recorded_changes(make_config):
+    """Before the run layer, callbacks and loggers lived in vae.callbacks, vae.loggers and
+    vae.checkpointing; resuming such a run must not list their move as changed settings."""
+    from omegaconf import OmegaConf
+
+    from vae.checkpoint import CONFIG_KEY, upgrade_checkpoint
+    from vae.run.checks import resume_changes
+
+    now = OmegaConf.to_container(make_config(["logger=csv"]), resolve=True)
+    before = copy.deepcopy(now)
+    moved = 0
+    for node in [*before["callbacks"].values(), *before["logger"].values()]:
+        if node["_target_"].startswith("vae.run."):
+            node["_target_"] = node["_target_"].replace("vae.run.", "vae.", 1)
+            moved += 1
+    assert moved >= 3  # last-checkpoint, image grids, progress bar, CSV logger
+    assert resume_changes(now, before, "old.ckpt")  # the move alone reads as a change...
+    upgraded = upgrade_checkpoint({CONFIG_KEY: before, "state_dict": {}})[CONFIG_KEY]
+    assert resume_changes(now, upgraded, "old.ckpt") == {}  # ...until the checkpoint is upgraded
+    from hydra.utils import get_object
+
+    for node in [*upgraded["callbacks"].values(), *upgraded["logger"].values()]:
+        get_object(node["_target_"])  # each names a class or function that exists

@@ -120,7 +120,25 @@ def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
         prior = config.pop("prior_optimizer")
         if prior is not None:
             config["group_optimizers"] = {"prior": prior, **(config.get("group_optimizers") or {})}
+    if isinstance(config, dict):
+        _follow_moved_modules(config)
     return checkpoint
+
+
+# Run-layer modules that moved into vae/run/: a run config written before names the old ones.
+_MOVED_MODULES = {f"vae.{name}.": f"vae.run.{name}." for name in ("callbacks", "loggers", "checkpointing")}
+
+
+def _follow_moved_modules(node: Any) -> None:
+    """Rename the _target_s of moved modules in a run config, in place, so that resuming an older
+    run does not record a module's move as a change of its settings."""
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        for old, new in _MOVED_MODULES.items():
+            if isinstance(target, str) and target.startswith(old):
+                node["_target_"] = new + target.removeprefix(old)
+        for value in node.values():
+            _follow_moved_modules(value)
 
 
 def _upgrade_before_the_model_system_split(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ Written for: lightning 2.6, wandb 0.2x, hydra-core 1.3, torch 2.x.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -52,8 +53,6 @@ def count_automatic_steps_as_manual(checkpoint: dict[str, Any]) -> None:
     the manual loop, which such a checkpoint holds at 0. Without this, a resumed run would start
     again at step 0 (and tau at tau0). Called before Lightning restores its loops from the dict.
     """
-    import copy
-
     fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
     automatic = fit_loop.get(_AUTOMATIC_PROGRESS, {}).get("optimizer", {})
     manual = fit_loop.get(_MANUAL_STEPS)
