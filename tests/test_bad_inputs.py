@@ -162,11 +162,6 @@ def test_the_cli_prints_one_line_and_writes_nothing(tmp_path, override, message)
 
 
 def test_a_config_group_given_a_number_is_one_line_and_a_refused_run_leaves_no_directory(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import REPO, child_env
-
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, str(REPO / "train.py"), "data=synthetic", *args],
@@ -182,3 +177,46 @@ def test_a_config_group_given_a_number_is_one_line_and_a_refused_run_leaves_no_d
     result = run("tau.tau0=-1", f"hydra.run.dir={tmp_path / 'refused'}")
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: tau.tau0=-1")
     assert not (tmp_path / "refused").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_run_or_sweep_directory_that_cannot_be_written_is_one_line_before_hydra_makes_it(tmp_path):
+    def train(*args: str) -> subprocess.CompletedProcess:
+        flags = [a for a in args if a.startswith("-")]  # -m before the overrides
+        overrides = [a for a in args if a not in flags]
+        return subprocess.run(
+            [sys.executable, str(REPO / "train.py"), *flags, "data=synthetic", *overrides],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=child_env(),
+        )  # fmt: skip
+
+    (tmp_path / "notes.txt").write_text("a file where a folder would go\n")
+    bad = tmp_path / "notes.txt" / "run"
+    for args, key in [
+        ([f"hydra.run.dir={bad}"], "hydra.run.dir"),
+        (["-m", f"hydra.sweep.dir={bad}"], "hydra.sweep.dir"),
+    ]:
+        result = train(*args)
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            f"error: {key}='{bad}' cannot be made: {tmp_path / 'notes.txt'} is a file, not a folder;"
+            f" choose another {key}"
+        )
+    # A read-only folder (root writes into one all the same: then it is not read-only to this run).
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        (locked / "probe").touch()
+        (locked / "probe").unlink()
+        read_only = False
+    except PermissionError:
+        read_only = True
+    result = train(f"hydra.run.dir={locked / 'run'}", "trainer.max_steps=1", "logger=none")
+    if read_only:
+        assert result.returncode == 1 and result.stderr.strip() == (
+            f"error: hydra.run.dir='{locked / 'run'}' is not writable ({locked}: Permission denied);"
+            " choose a writable hydra.run.dir"
+        )
+    else:
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in locked.iterdir()) == ([] if read_only else ["run"])
+    locked.chmod(0o755)

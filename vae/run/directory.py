@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
+import tempfile
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from vae.config import resumed_run_dir
 from vae.errors import ConfigError
@@ -30,6 +33,47 @@ def refuse_to_overwrite(output_dir: Path, ckpt_path: str | None) -> None:
             f"paths.output_dir={str(output_dir)!r} already holds {' and '.join(taken)} of another"
             " run; choose a new directory (hydra.run.dir=...) to keep them intact"
         )
+
+
+def require_writable(key: str, directory: Path) -> None:
+    """The run (or sweep) directory can be made and written: checked on its nearest existing
+    folder with a nameless temporary file, so that nothing is left behind either way."""
+    existing = directory.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"{key}={str(directory)!r} cannot be made: {existing} is a file, not a folder;"
+            f" choose another {key}"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"{key}={str(directory)!r} is not writable ({existing}: {e.strerror or e});"
+            f" choose a writable {key}"
+        ) from None
+
+
+class RefuseUnwritableDirectory(Callback):
+    """A Hydra callback (configs/hydra/default.yaml): a run or sweep directory that cannot be
+    written is one line and exit status 1, before Hydra makes the folder (its own error is a
+    traceback from inside Hydra)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check("hydra.run.dir", config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check("hydra.sweep.dir", config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(key: str, directory: str) -> None:
+        try:
+            require_writable(key, Path(directory))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
 
 
 def _holds_results(path: Path) -> bool:
