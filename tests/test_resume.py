@@ -213,3 +213,58 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_checkpoints_stay_loadab
     assert stderr.strip().splitlines()[-1].startswith("error: could not write ")
     assert "No space left on device" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 18
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is pid (from /proc: Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """pid is a process that has not ended (a zombie nobody reaps has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_workers_of_a_killed_sweep_stop_their_jobs_and_the_sweep_resumes_them(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = ["-m", "seed=0,1", "logger=csv", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"]
+    pause = [
+        "+callbacks.pause._target_=pausing.PauseAtStep",
+        "+callbacks.pause.path=${paths.output_dir}/step.txt",  # one file per job
+        "+callbacks.pause.step=20",  # after epoch 1's validation: each job has a last.ckpt at 18
+    ]
+    process = _train(*command, *pause, cwd=tmp_path)
+    progress = [sweep / job / "step.txt" for job in ("0", "1")]
+    deadline = time.time() + 300
+    while not all(p.exists() and p.read_text() == "20" for p in progress):
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.time() < deadline, "the jobs never reached the step"
+        time.sleep(0.2)
+    workers = _children(process.pid)
+    assert workers, "the sweep runs its jobs in worker processes"
+    process.send_signal(signal.SIGKILL)  # the sweep itself: its workers are not told
+    process.wait()
+    deadline = time.time() + 240  # each worker looks for its parent every second
+    while any(_running(pid) for pid in workers):
+        assert time.time() < deadline, f"workers {[p for p in workers if _running(p)]} still run their jobs"
+        time.sleep(0.5)
+    assert not any((sweep / job / "metrics.json").exists() for job in ("0", "1"))
+    for job in ("0", "1"):
+        assert torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 18
+
+    _finish(_train(*command, *pause[:1], "+callbacks.pause.path=${paths.output_dir}/step.txt",
+                   "+callbacks.pause.step=1000", cwd=tmp_path))  # fmt: skip
+    for job in ("0", "1"):  # both resumed from their step 18 (that a resume is exact: tests above)
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["last_step"] == 54 and [c["step"] for c in metrics["changes_on_resume"]] == [18]

@@ -21,7 +21,7 @@ from vae.run.console import console_in
 from vae.run.directory import holding, record_failure, write_hydra_record
 from vae.run.fit import fit_and_test, prepare
 from vae.run.selection import record_rung, record_status
-from vae.run.sweep import continue_sweep_job, share_the_machine
+from vae.run.sweep import continue_sweep_job, share_the_machine, stop_when_the_sweep_dies
 
 
 def run_job(cfg: DictConfig) -> None:
@@ -39,6 +39,7 @@ def run_job(cfg: DictConfig) -> None:
         return
     # A job of a parallel sweep: its console in its directory, one line on the sweep's console.
     share_the_machine(cfg, hydra_cfg.job.num, n_jobs)
+    stop_when_the_sweep_dies()
     output_dir = Path(cfg.paths.output_dir)
     name = f"[job {hydra_cfg.job.num}] {' '.join(hydra_cfg.overrides.task)}"
     started = time.perf_counter()

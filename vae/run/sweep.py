@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -23,6 +26,34 @@ def share_the_machine(cfg: DictConfig, job_num: int, parallel_jobs: int) -> None
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel_jobs))
         if "progress_bar" in (cfg.get("callbacks") or {}):
             cfg.callbacks.progress_bar.refresh_rate = 0  # one line per validation instead
+
+
+_watched_parent: int | None = None  # the sweep's process this worker watches (one watcher per worker)
+
+
+def stop_when_the_sweep_dies(grace_s: float = 120.0) -> None:
+    """A job of a parallel sweep runs in a worker process of the sweep's (joblib's loky, started
+    by the sweep's own process). A SIGKILL of the sweep gives it no chance to stop its workers:
+    they would train on, unseen, and finish jobs nobody collects. So a worker watches its parent;
+    once the parent is gone (the worker is adopted by another process) it interrupts its job as
+    Ctrl-C does (Lightning's graceful stop), then exits after grace_s if the job has not. The
+    job's last.ckpt is what the next run of the sweep resumes. Call from the worker's main thread."""
+    global _watched_parent
+    if _watched_parent is not None:
+        return
+    _watched_parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the KeyboardInterrupt Lightning handles
+    main = threading.main_thread().ident
+
+    def watch() -> None:
+        while os.getppid() == _watched_parent:
+            time.sleep(1.0)
+        print(f"the sweep's process {_watched_parent} is gone: stopping this job", flush=True)
+        signal.pthread_kill(main, signal.SIGINT)  # to the main thread, so that a sleep or a wait wakes
+        time.sleep(grace_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-the-sweep", daemon=True).start()
 
 
 def continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> Plan:
