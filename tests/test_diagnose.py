@@ -1,5 +1,7 @@
 """python -m vae.diagnose: the exact gradient, the bias and variance it reports, the files it writes."""
 
+import contextlib
+import io
 import json
 import re
 import subprocess
@@ -35,7 +37,11 @@ def small_run(tmp_path_factory):
         "taus=[0.1,0.5,5.0]",
         "estimators=[gumbel_softmax,st_gumbel,reinmax,reinforce_loo]",
     )
-    return cfg, diagnose(cfg), tmp_path / "out"
+    console = io.StringIO()  # stdout and stderr as one terminal shows them, in order
+    with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+        results = diagnose(cfg)
+    (tmp_path / "console.txt").write_text(console.getvalue())
+    return cfg, results, tmp_path / "out"
 
 
 def test_exact_gradient_matches_an_independent_enumeration(small_run):
@@ -83,6 +89,27 @@ def test_writes_the_table_the_json_and_two_plots(small_run):
     for name in ("bias.png", "variance.png"):
         rgb = np.asarray(Image.open(out / name).convert("RGB")).astype(int)
         assert (rgb.max(-1) - rgb.min(-1) > 60).mean() > 0.002  # colored curves drawn
+
+
+def test_says_what_it_measures_before_each_row_and_the_table_as_rows_finish(small_run):
+    _, results, out = small_run
+    lines = (out.parent / "console.txt").read_text().splitlines()
+    assert lines[0].endswith(
+        ": 10 rows (4 estimators), 400 draws each on 40 test images; first the exact gradient,"
+        " a sum over all 64 codes"
+    )
+    assert re.fullmatch(r"exact gradient: \d+\.\d s", lines[1])
+    table = [
+        i for i, line in enumerate(lines) if line.startswith("| ") and not line.startswith("| estimator")
+    ]
+    announced = [i for i, line in enumerate(lines) if line.startswith("[")]
+    assert len(table) == len(announced) == len(results["rows"]) == 10
+    assert all(
+        a < t for a, t in zip(announced, table, strict=True)
+    )  # each row announced before it is printed
+    assert all(a > t for a, t in zip(announced[1:], table[:-1], strict=True))  # one at a time
+    assert re.fullmatch(r"\[1/10\] gumbel_softmax at τ=0\.1: \d+\.\d s", lines[announced[0]])
+    assert re.fullmatch(r"\[10/10\] reinforce_loo: \d+\.\d s", lines[announced[-1]])
 
 
 def test_a_latent_too_large_to_enumerate_is_refused_with_the_fix(tmp_path, categorical_ckpt):

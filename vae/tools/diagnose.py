@@ -29,8 +29,11 @@ variance.png (both against tau, one line per estimator).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -140,25 +143,37 @@ def diagnose(cfg: DictConfig) -> dict[str, Any]:
     x = _test_images(datamodule, cfg.num_images, next(model.parameters()).device)
     model.requires_grad_(False)  # only the gradient w.r.t. the encoder's output is measured
     output_dir = Path(cfg.output_dir) if cfg.output_dir else _default_output_dir(cfg)
+    plan = [(name, tau) for name, e in estimators.items() for tau in (taus if e.uses_temperature else [None])]
+    # Progress on stderr (a row can take minutes), the table on stdout.
+    progress = functools.partial(print, file=sys.stderr, flush=True)
+    progress(
+        f"{source}: {len(plan)} rows ({len(estimators)} estimators), {cfg.num_draws} draws each on"
+        f" {len(x)} test images; first the exact gradient, a sum over all {model.latent.num_codes} codes"
+    )
 
+    started = time.perf_counter()
     with torch.no_grad():
         params = model.encoder(x)  # (B, num_params): q(z|x)'s parameters
     reference = _estimators([REFERENCE], model, reference=True)[REFERENCE]
     exact = _per_draw_gradients(model, x, params, reference, None, 1, 1, cfg.seed)[0]  # (B, num_params)
+    progress(f"exact gradient: {time.perf_counter() - started:.1f} s")
     print(_HEADER, flush=True)
     rows = []
-    for name, estimator in estimators.items():
-        for tau in taus if estimator.uses_temperature else [None]:
-            grads = _per_draw_gradients(model, x, params, estimator, tau, cfg.num_draws, cfg.chunk, cfg.seed)
-            rows.append(
-                {
-                    "estimator": name,
-                    "tau": None if tau is None else float(tau),
-                    "decoder_passes": estimator.decoder_passes,
-                    **_statistics(grads, exact),
-                }
-            )
-            print(_format_row(rows[-1]), flush=True)
+    for i, (name, tau) in enumerate(plan, 1):
+        estimator = estimators[name]
+        started = time.perf_counter()
+        progress(f"[{i}/{len(plan)}] {name}" + ("" if tau is None else f" at τ={tau:g}"), end=": ")
+        grads = _per_draw_gradients(model, x, params, estimator, tau, cfg.num_draws, cfg.chunk, cfg.seed)
+        progress(f"{time.perf_counter() - started:.1f} s")
+        rows.append(
+            {
+                "estimator": name,
+                "tau": None if tau is None else float(tau),
+                "decoder_passes": estimator.decoder_passes,
+                **_statistics(grads, exact),
+            }
+        )
+        print(_format_row(rows[-1]), flush=True)
 
     results = {
         "model": source,
