@@ -91,6 +91,13 @@ def test_two_schedules_by_two_seeds_and_the_report(workdir):
     run = collect(sweep)[0]
     # val at each epoch end, then the final validation of the best checkpoint at the last step.
     assert sorted(run.val_curve) == [49, 99, 100] and len(run.tau_curve) == 10  # every 10 steps
+    # The tau plot: the run's schedule at every step it trained, from step 0, as logged where logged.
+    for each in collect(sweep):  # exponential (1.0 before step 1000) and cosine (falling) alike
+        drawn = each.tau_over_steps()
+        assert sorted(drawn) == list(range(100)) and drawn[0] == 1.0
+        assert all(drawn[step] == pytest.approx(tau, rel=1e-6) for step, tau in each.tau_curve.items())
+    cosine = next(r for r in collect(sweep) if "tau=cosine" in r.overrides).tau_over_steps()
+    assert all(cosine[step + 1] < cosine[step] for step in range(99))  # falling at every step
     for name in ("val_neg_elbo", "tau", "test_neg_elbo"):
         pixels = np.asarray(Image.open(written[name]).convert("L"))
         assert pixels.shape[0] > 300 and pixels.std() > 10

@@ -9,7 +9,7 @@ Writes to SWEEP_DIR (or --out):
 - report.md: per configuration, mean +- std over seeds of the final numbers, best first, beside
   the published number when the run's config carries one (experiment=jang2017 and the like);
 - val_neg_elbo.png: val -ELBO over steps, mean with a +-1 std band over seeds;
-- tau.png: the tau each configuration trained with, over steps (when any run logged one);
+- tau.png: the tau each configuration trained with, at every step from 0 (when any run logged one);
 - test_neg_elbo.png: final test -ELBO per configuration with +-1 std error bars.
 
 With --readme README.md, the results table also replaces the block between the README's
@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from hydra.errors import InstantiationException
 
-from vae.config import CONFIG_DIR
+from vae.config import CONFIG_DIR, build
 from vae.run.selection import (
     Job,
     configuration_of,
@@ -62,6 +63,7 @@ class Run:
     published: dict = field(default_factory=dict)  # the config's `published` node, if any
     selection: dict = field(default_factory=dict)  # the config's `selection` node (vae/run/selection.py)
     max_steps: int = -1  # the config's trainer.max_steps
+    tau_schedule: dict = field(default_factory=dict)  # the config's tau node (vae/temperature.py)
 
     @property
     def val_curve(self) -> dict[int, float]:
@@ -70,6 +72,20 @@ class Run:
     @property
     def tau_curve(self) -> dict[int, float]:
         return self.curves.get("train/tau", {})
+
+    def tau_over_steps(self) -> dict[int, float]:
+        """tau at every step the run trained, from step 0, computed from its schedule: the log
+        holds every log_every_n_steps-th step only and so misses the start. The logged values
+        when the run logged no tau (its estimator reads none) or its schedule cannot be rebuilt."""
+        logged = self.tau_curve
+        if not logged or not self.tau_schedule:
+            return logged
+        try:
+            schedule = build(self.tau_schedule)
+        except (InstantiationException, ValueError, TypeError):  # a config of another version
+            return logged
+        last = max(max(logged), int(self.metrics.get("last_step", 0)) - 1)  # step t trains with tau(t)
+        return {step: schedule(step) for step in range(last + 1)}
 
     def last_epoch_train_neg_elbo(self) -> float:
         """The training -ELBO (one sample per image) averaged over the rows of the last epoch."""
@@ -165,6 +181,7 @@ def load_run(path: Path) -> Run:
     run.published = resolved.get("published") or {}
     run.selection = resolved.get("selection") or {}
     run.max_steps = int((resolved.get("trainer") or {}).get("max_steps") or -1)
+    run.tau_schedule = resolved.get("tau") or {}
     if (path / "metrics.json").exists():
         run.status = "done"
         run.metrics = json.loads((path / "metrics.json").read_text())
@@ -531,7 +548,7 @@ def plot(rows: list[dict], runs: list[Run], out: Path) -> list[Path]:
     if any(r.tau_curve for r in runs):  # the score-function and ARM-type estimators log no tau
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for configuration in order:
-            curves = [r.tau_curve for r in by_config[configuration] if r.tau_curve]
+            curves = [r.tau_over_steps() for r in by_config[configuration] if r.tau_curve]
             if curves:
                 longest = max(curves, key=len)
                 ax.plot(sorted(longest), [longest[s] for s in sorted(longest)], label=configuration)
