@@ -31,3 +31,27 @@ class FullDiskAtStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             raise OSError(28, "No space left on device", f"{trainer.default_root_dir}/checkpoints/last.ckpt")
+
+
+class _SleepsWhilePickled:
+    """A checkpoint entry whose pickling announces itself in `marker` and then waits for the kill:
+    the checkpoint's file is open and unfinished."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        Path(self.marker).write_text("saving")
+        time.sleep(600)
+        return (int, ())
+
+
+class KillableSaveAtStep(L.Callback):
+    """The checkpoints saved at `step` hang part-way through their write (see _SleepsWhilePickled)."""
+
+    def __init__(self, marker: str, step: int) -> None:
+        self.marker, self.step = marker, step
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if trainer.global_step == self.step:
+            checkpoint["hangs"] = _SleepsWhilePickled(self.marker)

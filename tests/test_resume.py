@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -213,6 +214,37 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_checkpoints_stay_loadab
     assert stderr.strip().splitlines()[-1].startswith("error: could not write ")
     assert "No space left on device" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 18
+
+
+def test_a_kill_during_a_checkpoint_write_with_tmpdir_elsewhere_leaves_last_ckpt_loadable(tmp_path):
+    # $TMPDIR on another filesystem than the run (a tmpfs /tmp is common): Lightning's own save
+    # then copied a temporary file onto last.ckpt in place, and a kill mid-copy left it truncated.
+    shm = Path("/dev/shm")
+    elsewhere = shm if shm.is_dir() and shm.stat().st_dev != tmp_path.stat().st_dev else tmp_path
+    tmpdir = Path(tempfile.mkdtemp(dir=elsewhere))
+    run, marker = tmp_path / "run", tmp_path / "saving.txt"
+    hang = ["+callbacks.hang._target_=pausing.KillableSaveAtStep", f"+callbacks.hang.marker={marker}"]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *COMMON, "logger=csv", *hang, "+callbacks.hang.step=36",
+         f"hydra.run.dir={run}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=child_env(PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}", TMPDIR=str(tmpdir)),
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while not marker.exists():  # the first save at step 36 (epoch 2's validation) is under way
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.time() < deadline, "the save never started"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    unfinished = [p.name for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    assert unfinished, "killed while a temporary checkpoint file was open beside its target"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 18
+    assert not any(tmpdir.iterdir())  # the save never went through $TMPDIR
+    _finish(_train("logger=csv", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path))
+    assert json.loads((run / "metrics.json").read_text())["last_step"] == 54
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    tmpdir.rmdir()
 
 
 def _children(pid: int) -> list[int]:
