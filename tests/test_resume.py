@@ -169,6 +169,20 @@ def test_a_stopped_sweep_run_again_skips_finished_jobs_resumes_stopped_ones_and_
     assert _train_losses(sweep / "1") == _train_losses(straight)
 
 
+def test_a_moved_run_directory_resumes_in_its_new_place_and_keeps_one_last_ckpt(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "elsewhere" / "second"
+    _finish(_train("logger=csv", "trainer.max_epochs=1", f"hydra.run.dir={first}", cwd=tmp_path))
+    second.parent.mkdir()
+    first.rename(second)
+    for epochs, step in ((2, 36), (3, 54)):  # two resumes in a row from the moved run's last.ckpt
+        last = second / "checkpoints" / "last.ckpt"
+        _finish(_train("logger=csv", f"trainer.max_epochs={epochs}", f"ckpt_path={last}", cwd=tmp_path))
+        assert torch.load(last, weights_only=True)["global_step"] == step
+        assert json.loads((second / "metrics.json").read_text())["last_step"] == step
+    assert not first.exists()  # nothing written where the run used to be
+    assert not list((second / "checkpoints").glob("last-v*.ckpt"))
+
+
 def test_a_finished_runs_last_checkpoint_holds_its_final_step(tmp_path):
     # 3 epochs of 18 steps with validation each epoch, stopped at step 50 by max_steps: the last
     # validation is at step 36, and last.ckpt is the state at 50 all the same.
