@@ -200,6 +200,9 @@ def test_a_run_or_sweep_directory_that_cannot_be_written_is_one_line_before_hydr
             f"error: {key}='{bad}' cannot be made: {tmp_path / 'notes.txt'} is a file, not a folder;"
             f" choose another {key}"
         )
+    result = train(f"paths.log_dir={bad}")  # the default run folder, named after the model and the time
+    assert result.returncode == 1 and result.stderr.startswith(f"error: hydra.run.dir='{bad}/categorical/")
+    assert len(result.stderr.strip().splitlines()) == 1
     # A read-only folder (root writes into one all the same: then it is not read-only to this run).
     locked = tmp_path / "locked"
     locked.mkdir()

@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vae.config import resumed_run_dir
 from vae.errors import ConfigError
@@ -62,15 +63,22 @@ class RefuseUnwritableDirectory(Callback):
     traceback from inside Hydra)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check("hydra.run.dir", config.hydra.run.dir)
+        self._check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check("hydra.sweep.dir", config.hydra.sweep.dir)
+        self._check(config, "hydra.sweep.dir")
 
     @staticmethod
-    def _check(key: str, directory: str) -> None:
+    def _check(config: DictConfig, key: str) -> None:
+        # The folder's name reads ${hydra:...} (the model's name), which needs the HydraConfig that
+        # Hydra sets only once the job starts: set it as Hydra then does, from the same config.
+        HydraConfig.instance().set_config(config)
         try:
-            require_writable(key, Path(directory))
+            directory = Path(str(OmegaConf.select(config, key)))
+        except OmegaConfBaseException:  # a name this check cannot resolve: Hydra reports it
+            return
+        try:
+            require_writable(key, directory)
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
