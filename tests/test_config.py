@@ -44,7 +44,7 @@ def test_every_model_network_and_schedule_builds_and_computes_a_finite_loss(make
     x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
     terms = system.model.training_terms(x, system.tau_at(0))
     assert terms["neg_elbo"].shape == (4,) and torch.isfinite(terms["neg_elbo"]).all()
-    assert (system.temperature is not None) == (model == "categorical")
+    assert (system.tau_schedule is not None) == (model == "categorical")
 
 
 @pytest.mark.parametrize("network", GROUPS["network"])
@@ -192,10 +192,10 @@ def test_every_cell_of_the_paper_protocol_table_builds_as_the_paper_says(make_co
     assert cfg.published.table == "Jang et al. 2017, Table 1"
     estimator = system.model.latent.estimator_name
     if cell.endswith("annealed_st_slope"):  # the slope, not tau's schedule: 1 -> 5 over 100 epochs
-        assert isinstance(system.temperature, SlopeTemperature) and system.temperature(550 * 100) == 0.2
+        assert isinstance(system.tau_schedule, SlopeTemperature) and system.tau_schedule(550 * 100) == 0.2
     elif estimator in ("gumbel_softmax", "st_gumbel"):  # the stated (r, N) of the paper's grid
-        assert isinstance(system.temperature, ExponentialTemperature)
-        assert (system.temperature.rate, system.temperature.update_every) == (1e-4, 1000)
+        assert isinstance(system.tau_schedule, ExponentialTemperature)
+        assert (system.tau_schedule.rate, system.tau_schedule.update_every) == (1e-4, 1000)
     if estimator in ("reinforce", "nvil", "darn", "muprop"):
         assert system.model.latent.estimator.normalizer.enabled  # variance normalization, as the paper
     x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))

@@ -59,7 +59,7 @@ def test_the_training_estimate_has_the_value_of_a_cost_and_a_gradient(name):
     params = torch.randn(8, latent.num_params, requires_grad=True)
     q = latent.posterior(params)
     weights = torch.randn(latent.code_size)
-    surrogate = latent.expected_cost(q, lambda z: z.flatten(-len(latent.event_shape)) @ weights, 1.0)
+    surrogate = latent.surrogate(q, lambda z: z.flatten(-len(latent.event_shape)) @ weights, 1.0)
     assert surrogate.shape == (8,) and torch.isfinite(surrogate).all()
     surrogate.sum().backward()
     assert params.grad is not None and params.grad.abs().sum() > 0
@@ -148,7 +148,7 @@ def test_reparameterized_gradient_matches_the_closed_form():
     raw_scale = torch.tensor([-0.5], requires_grad=True)
     n = 400_000
     q = latent.posterior(torch.cat([loc, raw_scale]).expand(n, 2))
-    f = latent.expected_cost(q, lambda z: torch.exp(z).squeeze(-1))  # (n,)
+    f = latent.surrogate(q, lambda z: torch.exp(z).squeeze(-1))  # (n,)
     (grad_loc,) = torch.autograd.grad(f.mean(), loc)
 
     sigma = q.scale[0, 0].item()

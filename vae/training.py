@@ -44,7 +44,7 @@ class VAETraining(L.LightningModule):
         self,
         model: VAE,
         optimizer: Factory,
-        temperature: TemperatureSchedule | None = None,
+        tau_schedule: TemperatureSchedule | None = None,
         gradient_clip_val: float | None = None,
         evaluation_seed: int = 0,
         lr_schedule: Factory | None = None,
@@ -54,7 +54,8 @@ class VAETraining(L.LightningModule):
         Args:
             model: the VAE to train.
             optimizer: called as optimizer(params) -> torch.optim.Optimizer.
-            temperature: tau schedule; required by latents that use a temperature.
+            tau_schedule: tau as a function of the global step; required by latents that use a
+                temperature (below the training system, tau is a number: the schedule's value).
             gradient_clip_val: if set, the gradient's global 2-norm is clipped to it before each
                 update (train.py takes it from trainer.gradient_clip_val).
             evaluation_seed: seeds the generator that validation and test draw z from, afresh at
@@ -69,10 +70,8 @@ class VAETraining(L.LightningModule):
                 their control variates by Adam). A group the model lacks is refused.
         """
         super().__init__()
-        if model.uses_temperature and temperature is None:
-            raise InvalidValue(
-                "temperature", None, f"the {model.latent.describe()} latent needs a tau schedule"
-            )
+        if model.uses_temperature and tau_schedule is None:
+            raise InvalidValue("tau", None, f"the {model.latent.describe()} latent needs a tau schedule")
         if gradient_clip_val is not None:
             require_positive_float("gradient_clip_val", gradient_clip_val)
         # training_step makes the optimizer step itself (Lightning's manual optimization): the
@@ -91,7 +90,7 @@ class VAETraining(L.LightningModule):
                 group,
                 f"this model's parameter groups are: {', '.join(groups) or 'none'}",
             )
-        self.temperature = temperature if model.uses_temperature else None
+        self.tau_schedule = tau_schedule if model.uses_temperature else None
         self.gradient_clip_val = gradient_clip_val
         self.evaluation_seed = evaluation_seed
         self._evaluation_generator: torch.Generator | None = None
@@ -116,7 +115,7 @@ class VAETraining(L.LightningModule):
 
     def tau_at(self, step: int) -> float | None:
         """tau at a global step, or None for latents without a temperature."""
-        return None if self.temperature is None else self.temperature(step)
+        return None if self.tau_schedule is None else self.tau_schedule(step)
 
     @property
     def tau(self) -> float | None:

@@ -101,12 +101,12 @@ class Latent(nn.Module, ABC):
     ) -> dict[str, Tensor]:
         """Per-image recon, kl and neg_elbo (*batch,) whose gradient is the training gradient of
         -ELBO = E_q[cost(z)] + KL(q || p): here the surrogate of E_q[cost] plus the analytic KL."""
-        recon = self.expected_cost(q, cost, temperature, inputs=inputs)
+        recon = self.surrogate(q, cost, temperature, inputs=inputs)
         kl = self.kl(q)
         return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
     @abstractmethod
-    def expected_cost(
+    def surrogate(
         self,
         q: Distribution,
         cost: Cost,

@@ -60,7 +60,7 @@ class IndependentBernoullis(Independent):
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         raise NotImplementedError(
             "a binary sample has no reparameterization gradient: train through a gradient estimator"
-            " (latent.expected_cost; model.estimator=...) or draw a relaxed (binary Concrete) sample"
+            " (latent.surrogate; model.estimator=...) or draw a relaxed (binary Concrete) sample"
             " with latent.relaxed_sample(q, tau)"
         )
 

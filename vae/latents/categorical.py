@@ -53,7 +53,7 @@ class OneHotCategoricals(Independent):
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         raise NotImplementedError(
             "a one-hot categorical sample has no reparameterization gradient: train through a"
-            " gradient estimator (latent.expected_cost; model.estimator=...) or draw a relaxed"
+            " gradient estimator (latent.surrogate; model.estimator=...) or draw a relaxed"
             " sample with latent.relaxed_sample(q, tau)"
         )
 

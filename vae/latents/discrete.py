@@ -41,7 +41,7 @@ class DiscreteLatent(Latent):
     def decoder_passes(self) -> int:
         return self.estimator.decoder_passes
 
-    def expected_cost(
+    def surrogate(
         self,
         q: Distribution,
         cost: Cost,

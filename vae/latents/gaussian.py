@@ -70,7 +70,7 @@ class GaussianLatent(Latent):
         """p(z) = N(0, I): batch_shape (), event_shape (dim,)."""
         return DiagonalNormal(self._zeros, torch.ones_like(self._zeros))
 
-    def expected_cost(
+    def surrogate(
         self,
         q: Distribution,
         cost: Cost,

@@ -36,7 +36,7 @@ def build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
     if clip is not None:  # applied by VAETraining.training_step; reported under its own key here
         call_checked("trainer", require_positive_float, "gradient_clip_val", clip)
     datamodule = instantiate_node(cfg, "data")
-    temperature = instantiate_node(cfg, "tau")
+    tau_schedule = instantiate_node(cfg, "tau")
     image_shape = datamodule.image_shape  # (C, H, W): the data decides the networks' input and output
     for part, size_arg in (("encoder", "out_features"), ("decoder", "in_features")):
         block = instantiate_node(cfg, f"network.{part}")
@@ -60,7 +60,7 @@ def build_checked(cfg: DictConfig) -> tuple[BinarizedImages, VAETraining]:
         VAETraining,
         model,
         optimizer=instantiate_node(cfg, "optimizer"),
-        temperature=temperature,
+        tau_schedule=tau_schedule,
         gradient_clip_val=clip,
         evaluation_seed=cfg.seed,
         lr_schedule=instantiate_node(cfg, "lr_schedule") if cfg.get("lr_schedule") else None,

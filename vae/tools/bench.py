@@ -26,11 +26,13 @@ the one that happened to run then. Figures are printed as a table, ratios last.
     python -m vae.bench                         # both models, batch 100 and 1000, CPU or GPU
     python -m vae.bench --models categorical --batch-sizes 100 --rounds 3 --compile
     python -m vae.bench --sweep 4 --epochs 2    # a 4-job sweep: parallel launcher vs one at a time
+    python -m vae.bench --train-batches 10      # a quick check: 10 training batches an epoch
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -90,6 +92,7 @@ def _config(args: argparse.Namespace, output_dir: Path, extra: list[str] = ()):
         f"compile={str(args.compile).lower()}",
         f"seed={args.seed}",
         "test=false",
+        *([f"trainer.limit_train_batches={args.train_batches}"] if args.train_batches else []),
         *extra,
     ]
     return compose_train_config(overrides, output_dir)
@@ -111,7 +114,7 @@ def _run_project(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "epoch_s": [b - a for a, b in zip(starts, starts[1:], strict=False)],
         # The training part alone: the epoch's start to its validation's start.
         "train_only_s": [v - a for a, v in zip(starts, validations, strict=False)],
-        "images": 60_000 - cfg.data.val_size,
+        "images": _images_per_epoch(args, 60_000 - cfg.data.val_size),
         "val_neg_elbo": metrics["val/neg_elbo"],
     }
 
@@ -162,7 +165,7 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     for _ in range(args.epochs):
         start = time.perf_counter()
         train_loss = 0.0
-        for x, _ in loader:
+        for x, _ in itertools.islice(loader, args.train_batches or None):
             x = torch.bernoulli(x.to(device))
             loss = system.step_terms(x, system.tau_at(step))["neg_elbo"].mean()
             optimizer.zero_grad()
@@ -180,8 +183,8 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {
         "epoch_s": epoch_s,
         "train_only_s": train_s,
-        "images": len(train_indices),
-        "train_neg_elbo_last_epoch": train_loss / len(loader),
+        "images": _images_per_epoch(args, len(train_indices)),
+        "train_neg_elbo_last_epoch": train_loss / min(len(loader), args.train_batches or len(loader)),
         "val_neg_elbo": val_neg_elbo,
     }
 
@@ -197,7 +200,7 @@ def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     for _ in range(args.epochs):
         start = time.perf_counter()
         order = torch.randperm(len(images), device=device)
-        for i in range(0, len(images), batch):
+        for i in itertools.islice(range(0, len(images), batch), args.train_batches or None):
             x = images[order[i : i + batch]]
             x = (torch.rand_like(x) < x).to(x.dtype)  # dynamic binarization
             loss = system.step_terms(x, system.tau_at(step))["neg_elbo"].mean()
@@ -214,10 +217,15 @@ def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {
         "epoch_s": epoch_s,
         "train_only_s": train_s,
-        "images": len(images),
+        "images": _images_per_epoch(args, len(images)),
         "train_neg_elbo_last_batch": loss.item(),
         "val_neg_elbo": val_neg_elbo,
     }
+
+
+def _images_per_epoch(args: argparse.Namespace, split_size: int) -> int:
+    """The training images one epoch of a loop goes through (all of the split, or --train-batches)."""
+    return split_size if not args.train_batches else min(split_size, args.train_batches * args.batch_size)
 
 
 def _device(args: argparse.Namespace) -> torch.device:
@@ -253,7 +261,8 @@ def _spawn(args: argparse.Namespace, case: tuple[str, str, int, bool]) -> dict[s
     command = [
         sys.executable, "-m", "vae.bench", "--case", loop, "--models", model,
         "--batch-sizes", str(batch_size), "--epochs", str(args.epochs), "--device", args.device,
-        "--data-root", str(args.data_root), "--seed", str(args.seed), "--overrides", *args.overrides,
+        "--data-root", str(args.data_root), "--seed", str(args.seed),
+        "--train-batches", str(args.train_batches), "--overrides", *args.overrides,
     ] + (["--compile"] if compiled else [])  # fmt: skip
     started = time.time()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
@@ -405,6 +414,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loops", nargs="+", default=list(LOOPS), choices=LOOPS)
     parser.add_argument("--epochs", type=int, default=3, help="per run of a case; the first is warm-up")
     parser.add_argument(
+        "--train-batches", type=int, default=0, help="train each epoch on this many batches (0: all)"
+    )
+    parser.add_argument(
         "--rounds", type=int, default=2, help="runs of each case, taken in turn with the other loops"
     )
     parser.add_argument("--compile", action="store_true", help="also time project and bare with compile=true")
@@ -425,6 +437,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: --epochs={args.epochs} is not allowed: at least 2 (the first is warm-up)")
     if args.sweep < 0:
         raise SystemExit(f"error: --sweep={args.sweep} is not allowed: a number of jobs >= 1")
+    if args.train_batches < 0:
+        raise SystemExit(
+            f"error: --train-batches={args.train_batches} is not allowed: a number >= 0 (0: all)"
+        )
     if args.rounds < 1:
         raise SystemExit(f"error: --rounds={args.rounds} is not allowed: at least 1")
     if not (args.data_root / "MNIST" / "raw").is_dir():

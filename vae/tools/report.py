@@ -51,7 +51,9 @@ CURVES = ("val/neg_elbo", "train/tau", "train/neg_elbo", "train/encoder_grad_var
 
 
 @dataclass
-class Run:
+class RunRecord:
+    """One run directory as the report reads it back (vae.run.fit.Run is a run about to train)."""
+
     path: Path
     overrides: list[str]
     status: str  # done | failed | running
@@ -103,7 +105,7 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def shared_overrides(runs: list[Run]) -> list[str]:
+def shared_overrides(runs: list[RunRecord]) -> list[str]:
     """Overrides every run of the sweep has (the sweep's fixed settings)."""
     common = set(runs[0].overrides) if runs else set()
     for run in runs[1:]:
@@ -145,7 +147,7 @@ def _curves_from_wandb(paths: list[Path]) -> tuple[dict[str, dict[int, float]], 
     return curves, epochs
 
 
-def _estimator_from_config(run: Run, resolved: dict) -> None:
+def _estimator_from_config(run: RunRecord, resolved: dict) -> None:
     """The estimator and its decoder passes per step, read from the run's config."""
     from vae.estimators import BINARY_ESTIMATORS, CATEGORICAL_ESTIMATORS, DISCRETE_ESTIMATORS
 
@@ -157,7 +159,7 @@ def _estimator_from_config(run: Run, resolved: dict) -> None:
         run.metrics.update(estimator=name, decoder_passes=passes)
 
 
-def _bound_from_evaluation(run: Run) -> None:
+def _bound_from_evaluation(run: RunRecord) -> None:
     """The k-sample bound that vae.evaluate wrote beside the run's chosen checkpoint
     (<checkpoint>.eval-k<k>.json), the largest k, for a run trained without iw_samples."""
     checkpoint = Path(run.metrics["checkpoint"])
@@ -173,9 +175,9 @@ def _bound_from_evaluation(run: Run) -> None:
             run.metrics.update({"test/nll_iw": numbers["test/nll_iw"], "iw_samples": k})
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path) -> RunRecord:
     overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
-    run = Run(path=path, overrides=list(overrides), status="running")
+    run = RunRecord(path=path, overrides=list(overrides), status="running")
     config = path / "config.yaml"
     resolved = yaml.safe_load(config.read_text()) or {} if config.exists() else {}
     run.published = resolved.get("published") or {}
@@ -203,7 +205,7 @@ def load_run(path: Path) -> Run:
     return run
 
 
-def collect(*sweep_dirs: Path) -> list[Run]:
+def collect(*sweep_dirs: Path) -> list[RunRecord]:
     """Every job below the sweep directories, in job order; configurations are the overrides that
     vary across all of them."""
 
@@ -227,7 +229,7 @@ def collect(*sweep_dirs: Path) -> list[Run]:
     return runs
 
 
-def selected_rows(runs: list[Run]) -> list[dict]:
+def selected_rows(runs: list[RunRecord]) -> list[dict]:
     """The table of a sweep whose runs choose settings on validation (their config's
     `selection`): for each configuration, the runs at the chosen values only (every seed, in
     any of the sweep directories), and in `chosen` what was chosen from which values, by which
@@ -291,9 +293,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
-def summarize(runs: list[Run]) -> list[dict]:
+def summarize(runs: list[RunRecord]) -> list[dict]:
     """One row per configuration: counts and mean/std of the reported numbers, best first."""
-    groups: dict[str, list[Run]] = defaultdict(list)
+    groups: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
         groups[run.configuration].append(run)
     rows = []
@@ -361,7 +363,9 @@ def _joined(values: list) -> str:
     return ", ".join(map(str, values)) or "–"
 
 
-def results_table(rows: list[dict], runs: list[Run], sweep_dirs: list[Path], block: str = "results") -> str:
+def results_table(
+    rows: list[dict], runs: list[RunRecord], sweep_dirs: list[Path], block: str = "results"
+) -> str:
     """The README's results: measured beside published, with what the runs were; the train -ELBO
     and the encoder gradient's variance when the runs logged them."""
     extra = [
@@ -474,7 +478,7 @@ def update_readme(readme: Path, text: str, block: str = "results") -> None:
     readme.write_text(f"{head}{begin}\n{text}{end}{tail}")
 
 
-def markdown(rows: list[dict], runs: list[Run], sweep_dir: Path) -> str:
+def markdown(rows: list[dict], runs: list[RunRecord], sweep_dir: Path) -> str:
     lines = [
         f"# Sweep report: {sweep_dir}",
         "",
@@ -516,13 +520,13 @@ def _band(curves: list[dict[int, float]]) -> tuple[list[int], list[float], list[
     return steps, means, stds
 
 
-def plot(rows: list[dict], runs: list[Run], out: Path) -> list[Path]:
+def plot(rows: list[dict], runs: list[RunRecord], out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_config: dict[str, list[Run]] = defaultdict(list)
+    by_config: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
         by_config[run.configuration].append(run)
     order = [row["configuration"] for row in rows]
