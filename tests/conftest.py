@@ -11,6 +11,16 @@ from omegaconf import DictConfig
 
 from vae.config import compose_train_config
 
+# Under pytest-xdist (pyproject.toml: one worker per core) the workers share the machine: each, and
+# every train.py or tool process it starts, takes cores // workers threads rather than all cores.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = str(max(1, (os.cpu_count() or 1) // WORKERS))
+if WORKERS > 1:
+    import torch
+
+    torch.set_num_threads(int(THREADS))
+    os.environ["OMP_NUM_THREADS"] = THREADS  # read by torch in every process a test starts
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 # The fast tier trains on data=synthetic (generated in memory): it passes with no dataset anywhere.
