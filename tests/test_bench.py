@@ -25,14 +25,13 @@ def test_bench_times_each_loop_in_its_own_process_and_prints_ratios(tmp_path, mn
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
+    loops = ["project", "automatic", "dataloader", "bare"]
     assert [(r["loop"], r["model"], r["batch_size"]) for r in rows] == [
-        ("project", "gaussian", 1000),
-        ("dataloader", "gaussian", 1000),
-        ("bare", "gaussian", 1000),
+        (loop, "gaussian", 1000) for loop in loops
     ]
     # Two rounds, each running every loop once, in turn; each run's first epoch is warm-up.
     starts = sorted((run["started"], row["loop"]) for row in rows for run in row["runs"])
-    assert [loop for _, loop in starts] == ["project", "dataloader", "bare"] * 2
+    assert [loop for _, loop in starts] == loops * 2
     for row in rows:
         assert row["epoch_s"] == [run["epoch_s"][1] for run in row["runs"]]
         assert all(t > 0 for t in row["epoch_s"]) and len(row["warmup_s"]) == 2
@@ -44,9 +43,12 @@ def test_bench_times_each_loop_in_its_own_process_and_prints_ratios(tmp_path, mn
     # on the same 5k images (untrained: ~540 nats); only the noise and the optimizer's rounding differ.
     val = [row["val_neg_elbo"] for row in rows]
     assert max(val) < 400 and max(val) - min(val) < 0.05 * min(val), val
+    # Lightning's automatic optimization and the system's own step: the same steps, the same numbers.
+    assert rows[1]["val_neg_elbo"] == pytest.approx(rows[0]["val_neg_elbo"], rel=1e-6)
     assert "| gaussian | 1000 | project |" in result.stdout
     assert "gaussian, batch 1000: project/bare = " in result.stdout
     assert "training part: project/bare = " in result.stdout and "dataloader/project = " in result.stdout
+    assert "automatic/project = " in result.stdout and "the manual step saves " in result.stdout
 
 
 def test_bench_refuses_a_folder_without_mnist(tmp_path):

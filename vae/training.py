@@ -7,8 +7,13 @@ estimate at tau = schedule(global step)), averaged over the batch; validation an
 evaluation_terms, drawn from a generator of their own.
 
 training_step makes the optimizer step itself (Lightning's manual optimization): zero_grad,
-backward, optional gradient clipping, step. Lightning's automatic gradient accumulation
-(Trainer(accumulate_grad_batches=...)) is not available with it; Lightning says so at the start.
+backward, optional gradient clipping, step. Why: a model may train several optimizers at once (a
+learned prior's, REBAR's and RELAX's control variates': group_optimizers), which Lightning 2
+allows under manual optimization only; and one step costs less without automatic optimization's
+closure and hooks (`python -m vae.bench` times the same training both ways: its `automatic`
+loop sets Lightning's automatic_optimization flag back on, for a model with one optimizer).
+Lightning's automatic gradient accumulation (Trainer(accumulate_grad_batches=...)) is not
+available with it; Lightning says so at the start.
 """
 
 from __future__ import annotations
@@ -148,17 +153,8 @@ class VAETraining(L.LightningModule):
         self._check_finite(loss)  # before the update
         if self.initial_loss is None:  # once: a host sync on an accelerator
             self.initial_loss = float(loss.detach())
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        for optimizer in optimizers:
-            optimizer.zero_grad()
-        self.manual_backward(loss)
-        if self.gradient_clip_val is not None:
-            self.clip_gradients(optimizers[0], self.gradient_clip_val, gradient_clip_algorithm="norm")
-        for optimizer in optimizers:
-            optimizer.step()
-        if self.lr_schedule_factory is not None:
-            self.lr_schedulers().step()  # per optimizer step; Lightning checkpoints its state
+        if not self.automatic_optimization:  # on unless a benchmark turned it off (see the top)
+            self._update(loss)
         # Lightning sends step metrics to the loggers every log_every_n_steps steps only; calling
         # self.log on the other steps would cost time (and a host-to-device copy for tau).
         trainer = compat.attached_trainer(self)
@@ -174,6 +170,20 @@ class VAETraining(L.LightningModule):
             if tau is not None:
                 self.log("train/tau", tau, prog_bar=True, batch_size=batch_size)
         return loss
+
+    def _update(self, loss: Tensor) -> None:
+        """What automatic optimization would do: zero_grad, backward, clip, step every optimizer."""
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(optimizers[0], self.gradient_clip_val, gradient_clip_algorithm="norm")
+        for optimizer in optimizers:
+            optimizer.step()
+        if self.lr_schedule_factory is not None:
+            self.lr_schedulers().step()  # per optimizer step; Lightning checkpoints its state
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.weights_step = self.global_step
