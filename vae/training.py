@@ -9,9 +9,9 @@ evaluation_terms, drawn from a generator of their own.
 training_step makes the optimizer step itself (Lightning's manual optimization): zero_grad,
 backward, optional gradient clipping, step. Why: a model may train several optimizers at once (a
 learned prior's, REBAR's and RELAX's control variates': group_optimizers), which Lightning 2
-allows under manual optimization only; and one step costs less without automatic optimization's
-closure and hooks (`python -m vae.bench` times the same training both ways: its `automatic`
-loop sets Lightning's automatic_optimization flag back on, for a model with one optimizer).
+allows under manual optimization only. It does not buy speed: `python -m vae.bench` times the
+same training both ways (its `automatic` loop sets Lightning's automatic_optimization flag back
+on, for a model with one optimizer), and the two were within noise (README, Speed).
 Lightning's automatic gradient accumulation (Trainer(accumulate_grad_batches=...)) is not
 available with it; Lightning says so at the start.
 """
@@ -80,8 +80,8 @@ class VAETraining(L.LightningModule):
         if gradient_clip_val is not None:
             require_positive_float("gradient_clip_val", gradient_clip_val)
         # training_step makes the optimizer step itself (Lightning's manual optimization): the
-        # same zero_grad, backward and step that automatic optimization makes, without its
-        # closures and extra hook calls.
+        # same zero_grad, backward and step that automatic optimization makes, for any number of
+        # optimizers (see the module docstring).
         self.automatic_optimization = False
         self.model = model
         self.optimizer_factory = optimizer
