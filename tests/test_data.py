@@ -66,6 +66,16 @@ def test_dynamic_binarization_draws_anew_each_epoch_fixed_does_not():
     assert torch.equal(torch.cat(list(fixed.train_dataloader())).sum(0), fixed.train_images.sum(0))
 
 
+def test_the_fixed_training_set_is_the_one_a_fixed_binarization_trains_on():
+    dynamic, fixed = SyntheticImages(), SyntheticImages(binarization="fixed")
+    dynamic.setup()
+    fixed.setup()
+    assert torch.equal(fixed.fixed_train_images(), fixed.train_images)  # what it trains on
+    assert torch.equal(dynamic.fixed_train_images(), fixed.train_images)  # the same draw
+    assert torch.equal(dynamic.fixed_train_images(), dynamic.fixed_train_images())  # every time
+    assert not torch.equal(dynamic.fixed_train_images(), dynamic.train_images)  # intensities
+
+
 def test_dynamic_binarization_is_bernoulli_of_the_intensity_per_pixel():
     # 4 pixels of intensity 0, 0.1, 0.7, 1 in every image; 4000 images binarized in batches.
     intensities = torch.tensor([0.0, 0.1, 0.7, 1.0])

@@ -323,6 +323,31 @@ def test_the_gradient_variance_callback_logs_and_leaves_training_alone(make_conf
     assert measured["val/neg_elbo"] == plain["val/neg_elbo"]
 
 
+def test_the_training_set_elbo_is_logged_at_each_validation_and_leaves_training_alone(make_config, tmp_path):
+    run = [*SHORT, "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "data.binarization=fixed"]
+    measured = vae.run.train(make_config([*run, "callbacks=training_set_elbo"], "with"))
+    plain = vae.run.train(make_config(run, "without"))
+    rows = _csv_rows(tmp_path / "with")
+    logged = {int(r["step"]): float(r["train_set/neg_elbo"]) for r in rows if r.get("train_set/neg_elbo")}
+    val_steps = sorted(int(r["step"]) for r in rows if r.get("val/neg_elbo"))
+    assert sorted(logged) == val_steps[:2] and len(logged) == 2  # each epoch's validation
+    losses = lambda name: [r["train/neg_elbo"] for r in _csv_rows(tmp_path / name) if r.get("train/neg_elbo")]  # noqa: E731
+    assert losses("with") == losses("without") and measured["val/neg_elbo"] == plain["val/neg_elbo"]
+
+    # Computed again from the final weights (vae.load, at the tau of their step), on the training
+    # images the run trained on, with validation's noise (seeded with the run's seed).
+    model = vae.load(tmp_path / "with" / "checkpoints" / "last.ckpt")
+    datamodule = vae.run.build_checked(make_config(run, "again"))[0]
+    datamodule.setup()
+    generator = torch.Generator().manual_seed(measured["seed"])
+    total = sum(
+        model.evaluation_terms(x, model.tau, generator)["neg_elbo"].double().sum()
+        for x in datamodule.train_images.split(1000)
+    )
+    assert logged[max(logged)] == pytest.approx(total.item() / len(datamodule.train_images), rel=1e-5)
+    assert abs(logged[max(logged)] - measured["val/neg_elbo"]) < 50  # the same model on like images
+
+
 def test_a_resume_with_another_learning_rate_or_estimator_is_refused_naming_each(make_config, tmp_path):
     vae.run.train(make_config([*SHORT, "trainer.max_epochs=1"], "first"))
     run = tmp_path / "first"

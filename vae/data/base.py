@@ -109,6 +109,14 @@ class BinarizedImages(L.LightningDataModule, ABC):
             train = binarize(train, self.binarization_seed + 2)
         self.train_images = train
 
+    def fixed_train_images(self) -> Tensor:
+        """The training images as one fixed binary set (N_train, C, H, W), after setup(): the
+        images training sees when data.binarization=fixed (or the files are binary), else the one
+        draw that binarization would train on."""
+        if self.binarization == "fixed" or self.already_binary:
+            return self.train_images
+        return binarize(self.train_images, self.binarization_seed + 2)
+
     # What defines the data. Lightning saves it in every checkpoint (under the class's name) and
     # hands it back on resume, where a run with other data settings is refused.
     def state_dict(self) -> dict[str, Any]:

@@ -135,3 +135,37 @@ class GradientVariance(L.Callback):
         numbers = self.measure(pl_module, x, step)
         for logger in trainer.loggers:
             logger.log_metrics(numbers, step=step)
+
+
+class TrainingSetELBO(L.Callback):
+    """The -ELBO of the training images after every validation, logged as train_set/neg_elbo
+    (nats per image): the number the RELAX paper reports ("the highest training ELBO", with a fixed
+    binarization of MNIST: data.binarization=fixed). The images are the data module's fixed
+    training set (BinarizedImages.fixed_train_images: with dynamic binarization, the one draw a
+    fixed binarization would train on); the -ELBO is validation's (VAE.evaluation_terms: one exact
+    z per image, float32), its z drawn from a generator seeded with the run's seed afresh each time.
+    Costs one forward pass over the training images (55k for MNIST) per validation.
+    """
+
+    def __init__(self, batch_size: int = 1000) -> None:
+        from vae.errors import require_positive_int
+
+        require_positive_int("batch_size", batch_size)
+        self.batch_size = batch_size
+        self._images: torch.Tensor | None = None
+
+    def neg_elbo(self, pl_module: VAETraining, images: torch.Tensor) -> float:
+        """The mean -ELBO of images (N, C, H, W) at the current weights and tau."""
+        generator = torch.Generator(pl_module.device).manual_seed(pl_module.evaluation_seed)
+        total = torch.zeros((), dtype=torch.float64, device=pl_module.device)
+        for x in images.split(self.batch_size):
+            terms = pl_module.model.evaluation_terms(x.to(pl_module.device), pl_module.tau, generator)
+            total += terms["neg_elbo"].double().sum()
+        return total.item() / len(images)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: VAETraining) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.datamodule is None:
+            return
+        if self._images is None:
+            self._images = trainer.datamodule.fixed_train_images()
+        pl_module.log("train_set/neg_elbo", self.neg_elbo(pl_module, self._images))
