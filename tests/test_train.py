@@ -374,9 +374,18 @@ def test_a_resume_that_trains_longer_is_recorded_and_a_finished_run_is_not_run_a
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     with pytest.raises(ConfigError, match="this run finished"):
         vae.run.train(make_config([*SHORT, "trainer.max_epochs=1", f"ckpt_path={last}"], "first"))
+    stale = (tmp_path / "first" / "metrics.json").read_text()
     metrics = vae.run.train(make_config([*SHORT, "trainer.max_epochs=2", f"ckpt_path={last}"], "first"))
     assert metrics["changes_on_resume"] == [{"step": 18, "changes": {"trainer.max_epochs": [1, 2]}}]
     assert metrics["last_step"] == 36
+
+    # Killed after training to step 36 and before its metrics.json (during the final test): the
+    # metrics.json left is step 18's. A resume then tests the run rather than calling it finished.
+    (tmp_path / "first" / "metrics.json").write_text(stale)
+    again = vae.run.train(make_config([*SHORT, "trainer.max_epochs=2", f"ckpt_path={last}"], "first"))
+    assert again["last_step"] == 36 and again["test/neg_elbo"] == metrics["test/neg_elbo"]
+    with pytest.raises(ConfigError, match="this run finished"):  # and now it is finished
+        vae.run.train(make_config([*SHORT, "trainer.max_epochs=2", f"ckpt_path={last}"], "first"))
 
 
 @pytest.mark.parametrize(

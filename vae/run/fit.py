@@ -77,7 +77,7 @@ def prepare(cfg: DictConfig) -> Run:
         system.model.adapt_to_data(datamodule.train_mean())
     checkpoint = read_checkpoint(cfg.ckpt_path) if cfg.ckpt_path is not None else None
     if checkpoint is not None:
-        continue_the_same_run(cfg, output_dir, run_config(checkpoint))
+        continue_the_same_run(cfg, output_dir, run_config(checkpoint), checkpoint["global_step"])
     validate_often_enough(cfg, datamodule)
     if checkpoint is not None:
         record_resume_changes(cfg, run_config(checkpoint), checkpoint["global_step"])

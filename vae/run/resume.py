@@ -3,6 +3,7 @@ allowed changes recorded (the refusals themselves: vae/run/checks.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,13 @@ from vae.errors import ConfigError
 from vae.run.checks import resume_changes
 
 
-def continue_the_same_run(cfg: DictConfig, output_dir: Path, before: dict[str, Any]) -> None:
+def continue_the_same_run(cfg: DictConfig, output_dir: Path, before: dict[str, Any], step: int) -> None:
     """A resumed run validates as the run it continues did (the cadence a short run was given
     included), and a finished run is not run again unless it is to train longer. before: the
-    checkpoint's run config."""
+    checkpoint's run config; step: its global step. A run is finished when its metrics.json is
+    of this checkpoint's step or later: one stopped after training and before its metrics.json
+    (a kill during the final test) has only an earlier one (a sweep's earlier rung), and goes on
+    to its test."""
     trainer_before = before.get("trainer") or {}
     with open_dict(cfg):
         if cfg.trainer.get("val_check_interval") is None and trainer_before.get("val_check_interval"):
@@ -24,7 +28,9 @@ def continue_the_same_run(cfg: DictConfig, output_dir: Path, before: dict[str, A
             cfg.trainer.check_val_every_n_epoch = trainer_before.get("check_val_every_n_epoch")
     longer = any(cfg.trainer.get(k) != trainer_before.get(k) for k in ("max_steps", "max_epochs"))
     in_place = resumed_run_dir(cfg.ckpt_path) == output_dir.resolve()
-    if in_place and (output_dir / "metrics.json").is_file() and not longer:
+    metrics = output_dir / "metrics.json"
+    finished = metrics.is_file() and json.loads(metrics.read_text()).get("last_step", step) >= step
+    if in_place and finished and not longer:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path!r}: this run finished (its metrics.json is written): there is"
             " nothing to resume; raise trainer.max_steps to train it further, or use python -m"
