@@ -453,6 +453,57 @@ def test_a_group_optimizer_trains_its_group_and_the_main_optimizer_the_rest(make
         assert torch.allclose(p.detach(), b - 0.5 * g, atol=1e-7)
 
 
+def test_max_steps_counts_batches_with_group_optimizers(make_config, monkeypatch, tmp_path):
+    # Lightning adds one to global_step for each optimizer a manual step calls (its issue
+    # #17958): with a learned prior's and a control variate's optimizers beside the main one,
+    # max_steps=6 trained 2 batches. Every optimizer must step once a batch, max_steps batches.
+    batches = []
+    training_step = VAETraining.training_step
+
+    def counting_step(self, x, batch_idx):
+        batches.append(self.global_step)
+        return training_step(self, x, batch_idx)
+
+    monkeypatch.setattr(VAETraining, "training_step", counting_step)
+    sgd = "{_target_:torch.optim.SGD,_partial_:true,lr:0.01,momentum:0.5}"
+    cfg = make_config(
+        [
+            *SHORT,
+            "model=bernoulli",
+            "model.estimator=nvil",
+            "model.prior=learned",
+            f"+group_optimizers.prior={sgd}",
+            f"+group_optimizers.control_variate={sgd}",
+            "trainer.max_steps=6",
+            "test=false",
+        ]
+    )
+    vae.run.train(cfg)
+    assert batches == [0, 1, 2, 3, 4, 5]
+    checkpoint = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 6
+    main, *groups = checkpoint["optimizer_states"]
+    assert {int(state["step"]) for state in main["state"].values()} == {6}  # Adam counts its steps
+    for group in groups:  # SGD's momentum buffers exist once it has stepped; 2 groups
+        assert group["state"] and all("momentum_buffer" in state for state in group["state"].values())
+    assert len(groups) == 2
+
+
+def test_16_bit_precision_with_group_optimizers_is_refused(make_config, tmp_path):
+    sgd = "{_target_:torch.optim.SGD,_partial_:true,lr:0.5}"
+    cfg = make_config(
+        [
+            "model=bernoulli",
+            "model.prior=learned",
+            f"+group_optimizers.prior={sgd}",
+            "trainer.precision=16-mixed",
+        ]
+    )
+    with pytest.raises(ConfigError, match=r"^trainer.precision='16-mixed' is not allowed: with group_opt"):
+        vae.run.train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_group_the_model_lacks_is_refused_naming_the_groups_it_has(make_config, tmp_path):
     sgd = "{_target_:torch.optim.SGD,_partial_:true,lr:0.5}"
     with pytest.raises(ConfigError, match=r"^group_optimizers.prior is not allowed: .* are: none"):

@@ -180,8 +180,15 @@ class VAETraining(L.LightningModule):
         self.manual_backward(loss)
         if self.gradient_clip_val is not None:
             self.clip_gradients(optimizers[0], self.gradient_clip_val, gradient_clip_algorithm="norm")
-        for optimizer in optimizers:
-            optimizer.step()
+        main, *groups = optimizers
+        main.step()  # Lightning counts this step: global_step is the number of batches trained
+        for optimizer in groups:
+            # Each LightningOptimizer's step adds one to trainer.global_step (Lightning issue
+            # #17958), so that with a group optimizer max_steps=N trained N/2 batches, and tau,
+            # logging and checkpoints ran at twice the pace. The groups step their torch optimizer
+            # itself; a gradient-scaled precision (16-mixed), which these would bypass, is
+            # refused with group optimizers (vae.run.checks.check_trainer).
+            optimizer.optimizer.step()
         if self.lr_schedule_factory is not None:
             self.lr_schedulers().step()  # per optimizer step; Lightning checkpoints its state
 

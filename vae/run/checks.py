@@ -67,6 +67,14 @@ def check_trainer(cfg: DictConfig) -> None:
         value = trainer.get(key)
         ok = value is None or (is_int(value) and value >= 0) or (isinstance(value, float) and 0 <= value <= 1)
         _require(ok, f"trainer.{key}", value, "must be a fraction in [0, 1] or a number of batches >= 0")
+    precision = str(trainer.get("precision"))
+    _require(
+        not (cfg.get("group_optimizers") and precision.startswith("16")),
+        "trainer.precision",
+        precision,
+        "with group_optimizers must be 32, 64 or bf16-mixed (16-bit precision scales the gradients"
+        " for the main optimizer only)",
+    )
     value = trainer.get("val_check_interval")
     ok = value is None or (is_int(value) and value >= 1) or (isinstance(value, float) and 0 < value <= 1)
     _require(
