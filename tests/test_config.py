@@ -242,6 +242,39 @@ def test_every_row_of_the_disarm_benchmark_builds_and_the_linear_ones_train_two_
     assert math.isfinite(metrics["val/neg_elbo"])
 
 
+RELAX_TABLE = {"nvil": 112.5, "muprop": 111.7, "rebar": 111.6, "relax": 111.20, "concrete": 111.3}
+
+
+@pytest.mark.parametrize("cell", _sweep_values("relax_linear", "+relax_table"))
+def test_every_cell_of_the_relax_table_builds_as_the_paper_and_the_rebar_code_say(make_config, cell):
+    cfg = make_config(
+        ["experiment=relax_linear", f"+relax_table={cell}", "optimizer.lr=5e-4", "data.val_size=100"]
+    )
+    _, system = vae.run.build_checked(cfg)
+    assert (cfg.data.batch_size, cfg.trainer.max_steps, cfg.data.binarization) == (24, 2_000_000, "fixed")
+    assert cfg.published.value == RELAX_TABLE[cell.removeprefix("linear_")]
+    assert cfg.published.metric == "train_set/neg_elbo_best" and "training_set_elbo" in cfg.callbacks
+    model = system.model
+    assert sum(isinstance(m, torch.nn.Linear) for m in model.encoder.modules()) == 1  # linear
+    assert model.parameter_groups()["prior"]  # learned
+    main, *groups = (
+        e["optimizer"] if isinstance(e, dict) else e for e in _as_list(system.configure_optimizers())
+    )
+    assert isinstance(main, torch.optim.Adam) and main.defaults["betas"] == (0.9, 0.99999)
+    control_variate = {"nvil": 5e-3, "rebar": 5e-3, "relax": 5e-4}  # 10x the rate; RELAX: 1x
+    if cell.removeprefix("linear_") in control_variate:
+        (own,) = groups
+        assert own.defaults["lr"] == pytest.approx(control_variate[cell.removeprefix("linear_")])
+    else:
+        assert not groups
+    x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
+    assert torch.isfinite(model.training_terms(x, system.tau_at(0))["neg_elbo"]).all()
+
+
+def _as_list(optimizers):
+    return optimizers if isinstance(optimizers, list) else [optimizers]
+
+
 def _experiment_variants() -> list[tuple[str, list[str]]]:
     """(experiment, overrides) for each experiment file on disk: its sweep's first point, then each
     other value of each swept key with the rest at their first values."""

@@ -60,6 +60,8 @@ def parallel_jobs() -> int:
 
 OmegaConf.register_new_resolver("run_dir", _run_dir, replace=True)
 OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
+# ${times:10,${optimizer.lr}} -> 10 times the model's rate: a rate that follows another one.
+OmegaConf.register_new_resolver("times", lambda factor, value: float(factor) * float(value), replace=True)
 # ${group_options:model} -> "bernoulli, categorical, gaussian": help texts list the options on disk.
 OmegaConf.register_new_resolver("group_options", lambda group: ", ".join(group_options(group)), replace=True)
 
