@@ -93,3 +93,29 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
     assert "| arm (2) |" in arm_row and "| 105.00 |" in arm_row  # the last epoch's mean train -ELBO
     assert "| 0.25 |" in arm_row  # the last gradient variance
     assert (tmp_path / "out" / "grad_variance.png").exists()
+
+
+def test_a_table_of_the_best_training_set_elbo_shows_each_runs_minimum_and_where_a_running_one_is(tmp_path):
+    # The RELAX paper's table: the highest training ELBO, here the lowest train_set/neg_elbo a run
+    # logged at its validations; a 2M-step run still training shows its best so far and its step.
+    sweep = tmp_path / "sweep"
+    curves = {
+        "nvil": [(20840, 120.0), (41680, 112.0), (62520, 115.0)],
+        "rebar": [(20840, 130.0), (41680, 125.0)],
+    }
+    for num, (column, curve) in enumerate(curves.items()):
+        cell = {
+            "metric": "train_set/neg_elbo_best",
+            "value": {"nvil": 112.5, "rebar": 111.6}[column],
+            "table": "RELAX, Table 1",
+            "row_title": "MNIST model",
+            "row": "linear one-layer",
+            "column": column,
+        }
+        rows = [{"step": step, "epoch": step // 2084, "train_set/neg_elbo": v} for step, v in curve]
+        _job(sweep, num, [f"+relax_table={column}"], _metrics(100.0, 0), cell, csv_rows=rows)
+    (sweep / "1" / "metrics.json").unlink()  # rebar is still training
+    (table,) = paper_tables(summarize(collect(sweep)))
+    lines = table.splitlines()
+    assert lines[2] == "| MNIST model | nvil | rebar |"
+    assert lines[4] == "| linear one-layer | 112.00 (112.5) | running: 125.00 at step 41680 (111.6) |"

@@ -47,7 +47,9 @@ IGNORED_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir")  # where a run 
 CONFIGS = CONFIG_DIR  # where a sweep's config groups live
 
 REPORTED = ("test/neg_elbo", "test/nll_iw", "val/neg_elbo", "test/neg_elbo_relaxed", "test/kl", "epochs")
-CURVES = ("val/neg_elbo", "train/tau", "train/neg_elbo", "train/encoder_grad_variance")
+CURVES = ("val/neg_elbo", "train/tau", "train/neg_elbo", "train/encoder_grad_variance", "train_set/neg_elbo")
+# Numbers taken from a curve rather than from metrics.json: name -> (curve, its best is its min).
+FROM_CURVES = {"train_set/neg_elbo_best": "train_set/neg_elbo"}  # the RELAX paper's "highest training ELBO"
 
 
 @dataclass
@@ -99,6 +101,15 @@ class RunRecord:
     def last(self, metric: str) -> float:
         curve = self.curves.get(metric, {})
         return curve[max(curve)] if curve else math.nan
+
+    def best(self, metric: str) -> float:
+        """The lowest value the curve reached (every curve here is a loss)."""
+        curve = self.curves.get(metric, {})
+        return min(curve.values()) if curve else math.nan
+
+    def last_step(self) -> int:
+        """The last step any curve logged: how far a run still training has come."""
+        return max((max(curve) for curve in self.curves.values() if curve), default=0)
 
 
 def _key(override: str) -> str:
@@ -331,6 +342,14 @@ def summarize(runs: list[RunRecord]) -> list[dict]:
         }
         for key in REPORTED:
             row[key] = _mean_std([r.metrics[key] for r in done if key in r.metrics])
+        for key, curve in FROM_CURVES.items():
+            row[key] = _mean_std([v for r in done if not math.isnan(v := r.best(curve))])
+            # A long run still training: how far it has come, and its best so far.
+            row[f"{key} so far"] = [
+                (r.last_step(), v)
+                for r in members
+                if r.status == "running" and not math.isnan(v := r.best(curve))
+            ]
         rows.append(row)
 
     def rank(row: dict) -> tuple[float, float]:
@@ -372,6 +391,7 @@ def results_table(
         (key, title)
         for key, title in (
             ("train_last_epoch", "train −ELBO (last epoch)"),
+            ("train_set/neg_elbo_best", "best train-set −ELBO"),
             ("grad_variance", "encoder grad variance (last)"),
         )
         if any(not math.isnan(row[key][0]) for row in rows)
@@ -450,7 +470,9 @@ def paper_tables(rows: list[dict], planned: list[dict] = ()) -> list[str]:
         lines = [
             f"{name}, measured (published), {metric}, nats:",
             "",
-            "| latent | " + " | ".join(columns) + " |",
+            f"| {next(iter(cells.values()))['published'].get('row_title', 'latent')} | "
+            + " | ".join(columns)
+            + " |",
             "|---|" + "---|" * len(columns),
         ]
         for row_name in row_names:
@@ -461,6 +483,10 @@ def paper_tables(rows: list[dict], planned: list[dict] = ()) -> list[str]:
                     parts.append("–")
                     continue
                 measured = _cell(cell[metric]) if metric in cell else "–"
+                if measured == "–" and cell.get(f"{metric} so far"):  # not finished: where it is
+                    measured = "running: " + ", ".join(
+                        f"{value:.2f} at step {step}" for step, value in cell[f"{metric} so far"]
+                    )
                 parts.append(f"{measured} ({cell['published'].get('value')})")
             lines.append(f"| {row_name} | " + " | ".join(parts) + " |")
         rendered.append("\n".join(lines) + "\n")
