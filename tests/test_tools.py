@@ -143,3 +143,19 @@ def test_asking_for_cuda_on_a_machine_without_it_is_one_line():
 
     with pytest.raises(ConfigError, match="device='cuda' is not allowed: this machine has no CUDA device"):
         pick_device("cuda")
+
+
+def test_the_bench_validates_every_epoch_it_times_whatever_the_experiment_says(tmp_path):
+    # The bench times an epoch with its validation (its EpochClock pairs each epoch's start with
+    # its validation's): an experiment validating every 10 epochs gave a negative training part.
+    import argparse
+
+    from vae.tools.bench import _config
+
+    args = argparse.Namespace(
+        model="bernoulli", batch_size=24, data_root=str(tmp_path), epochs=2, device="cpu",
+        compile=False, seed=0, train_batches=4,
+    )  # fmt: skip
+    cfg = _config(args, tmp_path / "run", ["experiment=relax_linear", "+relax_table=linear_nvil"])
+    assert cfg.trainer.check_val_every_n_epoch == 1 and cfg.data.batch_size == 24
+    assert cfg.group_optimizers.control_variate  # the case the bare loop now steps as the project does

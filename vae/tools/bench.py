@@ -93,6 +93,9 @@ def _config(args: argparse.Namespace, output_dir: Path, extra: list[str] = ()):
         f"data.root={args.data_root}",
         f"trainer.max_epochs={args.epochs}",
         f"trainer.accelerator={args.device}",
+        # An epoch is timed with its validation (EpochClock): every epoch validates, whatever an
+        # experiment's check_val_every_n_epoch.
+        "trainer.check_val_every_n_epoch=1",
         f"compile={str(args.compile).lower()}",
         f"seed={args.seed}",
         "test=false",
@@ -203,7 +206,12 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     device = _device(args)
     datamodule, system = _data_and_system(args, workdir, device)
-    optimizer = system.configure_optimizers()  # the project's (compiled with --compile)
+    configured = system.configure_optimizers()  # the project's (compiled with --compile)
+    # One optimizer, or (with group_optimizers) a list of {"optimizer": ...} entries, main first.
+    optimizers = [
+        entry["optimizer"] if isinstance(entry, dict) else entry
+        for entry in (configured if isinstance(configured, list) else [configured])
+    ]
     images = datamodule.train_images.to(device)  # (55k, 1, 28, 28) intensities in [0, 1]
     val_images = datamodule.val_images.to(device)  # (5k, 1, 28, 28), binarized once
     batch = args.batch_size
@@ -215,9 +223,11 @@ def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             x = images[order[i : i + batch]]
             x = (torch.rand_like(x) < x).to(x.dtype)  # dynamic binarization
             loss = system.step_terms(x, system.tau_at(step))["neg_elbo"].mean()
-            optimizer.zero_grad()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
+            for optimizer in optimizers:
+                optimizer.step()
             step += 1
         _synchronize()
         train_s.append(time.perf_counter() - start)
