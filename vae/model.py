@@ -16,8 +16,8 @@ The model's contract, all that the training system, the objectives (vae/objectiv
 tools (evaluate, sample, diagnose, report, bench) call on a model:
 
     encode(x) -> q(z|x)            decode(z) -> p(x|z)            prior() -> p(z)
-    log_weights(x, z, q)           log p(x, z) - log q(z|x) and log p(x|z) for k samples z
-    negative_elbo(x, z, q)         recon, kl, neg_elbo at a given z
+    log_weights(x, z, q, gen)      log p(x, z) - log q(z|x) and log p(x|z) for k samples z
+    negative_elbo(x, z, q, gen)    recon, kl, neg_elbo at a given z
     training_terms(x, tau)         the objective's loss and its terms (what training minimizes)
     evaluation_terms(x, tau, gen)  what validation and test report (float32)
     parameter_groups()             named parameter groups that may have an optimizer of their own
@@ -132,20 +132,26 @@ class VAE(nn.Module):
         """p(z)."""
         return self.latent.prior()
 
-    def log_weights(self, x: Tensor, z: Tensor, q: Distribution) -> tuple[Tensor, Tensor]:
+    def log_weights(
+        self, x: Tensor, z: Tensor, q: Distribution, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """For k samples z (k, *batch, *event) of q(z|x) and images x (*batch, C, H, W): the
         log-weights log p(x|z) + log p(z) - log q(z|x) and log p(x|z), each (k, *batch).
 
         The one computation of the importance weights: the multi-sample objectives train on it
-        and the k-sample bound of evaluation (vae/evaluation.py) reports it.
+        and the k-sample bound of evaluation (vae/evaluation.py) reports it. log p(z) is the
+        latent's log_prior (for the two-layer latent a sampled estimate, its noise from generator).
         """
         log_likelihood = self.decode(z).log_prob(x.expand(z.shape[0], *x.shape))  # (k, *batch)
-        return log_likelihood + self.prior().log_prob(z) - q.log_prob(z), log_likelihood
+        return log_likelihood + self.latent.log_prior(z, generator) - q.log_prob(z), log_likelihood
 
-    def negative_elbo(self, x: Tensor, z: Tensor, q: Distribution) -> dict[str, Tensor]:
-        """Per-image recon = -log p(x|z), kl = KL(q || p(z)) and their sum, each (B,)."""
+    def negative_elbo(
+        self, x: Tensor, z: Tensor, q: Distribution, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """Per-image recon = -log p(x|z), kl = KL(q || p(z)) (Latent.kl_at: closed form, or its
+        estimate at z) and their sum, each (B,)."""
         recon = -self.decode(z).log_prob(x)
-        kl = self.latent.kl(q)
+        kl = self.latent.kl_at(q, z.unsqueeze(0), generator)
         return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
     def training_terms(self, x: Tensor, temperature: float | Tensor | None = None) -> dict[str, Tensor]:
@@ -173,10 +179,10 @@ class VAE(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             q = self.encode(x)
-            terms = self.negative_elbo(x, q.sample(generator=generator), q)
+            terms = self.negative_elbo(x, q.sample(generator=generator), q, generator)
             if self.relaxes and temperature is not None:
                 relaxed = self.latent.relaxed_sample(q, temperature, generator=generator)
-                terms["neg_elbo_relaxed"] = self.negative_elbo(x, relaxed, q)["neg_elbo"]
+                terms["neg_elbo_relaxed"] = self.negative_elbo(x, relaxed, q, generator)["neg_elbo"]
         return terms
 
 

@@ -40,7 +40,7 @@ def _mlp(sizes: Sequence[int], activation: str = "relu") -> list[nn.Module]:
     return layers
 
 
-def _check_sizes(name: str, sizes: Sequence[int], allow_none: bool = False) -> None:
+def check_sizes(name: str, sizes: Sequence[int], allow_none: bool = False) -> None:
     allowed = (
         "must list hidden sizes (an empty list: a linear map)"
         if allow_none
@@ -51,8 +51,18 @@ def _check_sizes(name: str, sizes: Sequence[int], allow_none: bool = False) -> N
         require_positive_int(name, size)
 
 
-def _check_activation(activation: str) -> None:
+def check_activation(activation: str) -> None:
     require(activation in ACTIVATIONS, "activation", activation, f"one of {', '.join(ACTIVATIONS)}")
+
+
+class MLP(nn.Sequential):
+    """Linear layers between consecutive sizes, the activation between them, none after the last
+    (sizes of two: a linear map); inputs (*batch, sizes[0]) -> (*batch, sizes[-1])."""
+
+    def __init__(self, sizes: Sequence[int], activation: str = "relu") -> None:
+        check_sizes("sizes", sizes)
+        check_activation(activation)
+        super().__init__(*_mlp(sizes, activation))
 
 
 class Center(nn.Module):
@@ -87,8 +97,8 @@ class MLPEncoder(nn.Sequential):
         activation: str = "relu",
         center_input: bool = False,
     ) -> None:
-        _check_sizes("hidden_sizes", hidden_sizes, allow_none=True)
-        _check_activation(activation)
+        check_sizes("hidden_sizes", hidden_sizes, allow_none=True)
+        check_activation(activation)
         c, h, w = image_shape
         centre = [Center(image_shape)] if center_input else []
         super().__init__(*centre, nn.Flatten(), *_mlp([c * h * w, *hidden_sizes, out_features], activation))
@@ -114,8 +124,8 @@ class MLPDecoder(nn.Module):
         """output_bias_from_data: start the output layer's bias at logit(mean pixel) of the
         training images (set by adapt_to_data), as the ARM and DisARM benchmarks do."""
         super().__init__()
-        _check_sizes("hidden_sizes", hidden_sizes, allow_none=True)
-        _check_activation(activation)
+        check_sizes("hidden_sizes", hidden_sizes, allow_none=True)
+        check_activation(activation)
         self.image_shape = tuple(image_shape)
         c, h, w = self.image_shape
         self.net = nn.Sequential(*_mlp([in_features, *hidden_sizes, c * h * w], activation))
@@ -141,7 +151,7 @@ class ConvEncoder(nn.Module):
         image_shape: Sequence[int] = MNIST_SHAPE,
     ) -> None:
         super().__init__()
-        _check_sizes("channels", channels)
+        check_sizes("channels", channels)
         require_positive_int("hidden_size", hidden_size)
         _check_halvable_twice(image_shape)
         c, h, w = image_shape
@@ -172,7 +182,7 @@ class ConvDecoder(nn.Module):
         image_shape: Sequence[int] = MNIST_SHAPE,
     ) -> None:
         super().__init__()
-        _check_sizes("channels", channels)
+        check_sizes("channels", channels)
         require_positive_int("hidden_size", hidden_size)
         _check_halvable_twice(image_shape)
         c, h, w = image_shape

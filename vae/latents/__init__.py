@@ -8,6 +8,7 @@ from vae.latents.base import MAX_ENUMERATED_CODES, Latent
 from vae.latents.bernoulli import BernoulliLatent, IndependentBernoullis
 from vae.latents.categorical import CategoricalLatent, OneHotCategoricals
 from vae.latents.gaussian import DiagonalNormal, GaussianLatent
+from vae.latents.two_layer import TwoLayerBernoulliLatent, TwoLayerPrior
 
 __all__ = [
     "MAX_ENUMERATED_CODES",
@@ -18,4 +19,6 @@ __all__ = [
     "GaussianLatent",
     "Latent",
     "OneHotCategoricals",
+    "TwoLayerBernoulliLatent",
+    "TwoLayerPrior",
 ]

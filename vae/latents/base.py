@@ -53,6 +53,23 @@ class Latent(nn.Module, ABC):
         """KL(q(z|x) || p(z)) per image, (*batch,), in closed form."""
         return kl_divergence(q, self.prior())
 
+    def kl_at(self, q: Distribution, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The KL that evaluation reports with samples z (k, *batch, *event) of q: the closed form
+        (z unused) here; a latent without one (the two-layer) averages its estimate over z."""
+        return self.kl(q)
+
+    def log_prior(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """log p(z), (*sample, *batch), for z (*sample, *batch, *event): prior().log_prob. A latent
+        whose prior has no closed form (the two-layer) returns an estimate whose exp is unbiased for
+        p(z), drawing its own noise from `generator` (prior_has_density is then False)."""
+        return self.prior().log_prob(z)
+
+    @property
+    def prior_has_density(self) -> bool:
+        """Whether log_prior is log p(z) itself (False: a sampled estimate, which the multi-sample
+        objectives cannot differentiate)."""
+        return True
+
     def prior_parameters(self) -> list[nn.Parameter]:
         """The parameters of a learned prior (none for a fixed one)."""
         return []

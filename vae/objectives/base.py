@@ -53,6 +53,18 @@ class Objective:
     def check_latent(self, latent: Latent) -> None:
         """Raise InvalidValue if the objective cannot train this latent with its estimator."""
 
+    def require_prior_density(self, latent: Latent) -> None:
+        """For an objective that differentiates the log-weights: refuse a latent whose log p(z) is
+        a sampled estimate (Latent.prior_has_density), whose own noise would get no gradient."""
+        if not latent.prior_has_density:
+            raise InvalidValue(
+                "objective",
+                self.name,
+                f"cannot train the {latent.describe()} latent: its log p(z) is a one-sample estimate"
+                " (a second stochastic layer) that the k-sample objectives do not differentiate;"
+                " use objective=elbo",
+            )
+
     def training_terms(self, model: VAE, x: Tensor, temperature: float | Tensor | None) -> dict[str, Tensor]:
         """{"loss", "neg_elbo", "recon", "kl"} per image (*batch,) for images x (*batch, C, H, W)."""
         raise NotImplementedError

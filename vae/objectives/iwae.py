@@ -34,6 +34,7 @@ class IWAE(Objective):
         super().__init__(num_samples)
 
     def check_latent(self, latent: Latent) -> None:
+        self.require_prior_density(latent)
         if not latent.has_pathwise_sample:
             raise InvalidValue(
                 "objective",

@@ -54,6 +54,9 @@ class VIMCO(Objective):
             "must be >= 2 (the leave-one-out baselines need two)",
         )
 
+    def check_latent(self, latent: Latent) -> None:
+        self.require_prior_density(latent)
+
     def training_terms(self, model: VAE, x: Tensor, temperature: float | Tensor | None) -> dict[str, Tensor]:
         q = model.encode(x)
         z = q.sample((self.num_samples,))  # (k, *batch, *event), exact, no gradient
