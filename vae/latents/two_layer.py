@@ -4,8 +4,8 @@ REBAR, RELAX and DisARM benchmarks.
     p(x, z1, z2) = p(x|z1) p(z1|z2) p(z2),        q(z1, z2 | x) = q(z1|x) q(z2|z1),
 
 z1 in {0, 1}^N1 the code the decoder reads (the VAE's encoder gives q(z1|x)), z2 in {0, 1}^N2
-with a learned prior p(z2), and q(z2|z1), p(z1|z2) Bernoulli maps with their own networks
-(linear, or with tanh hidden layers). The latent is z1: p(z1) = sum_z2 p(z1|z2) p(z2) is its
+with a prior p(z2) (learned, or uniform), and q(z2|z1), p(z1|z2) Bernoulli maps with their own
+networks (linear, or with tanh hidden layers). The latent is z1: p(z1) = sum_z2 p(z1|z2) p(z2) is its
 prior, and that prior is itself a Bernoulli VAE over z1 (`upper`): its one-sample -ELBO at z1,
 
     -log p^(z1) = -log p(z1|z2) - log p(z2) + log q(z2|z1),     z2 ~ q(z2|z1),
@@ -83,10 +83,11 @@ class TwoLayerBernoulliLatent(BernoulliLatent):
 
     Args:
         num_latents: N1, the bits of z1.
-        upper_latents: N2, the bits of z2 (its prior p(z2) learned).
+        upper_latents: N2, the bits of z2.
         upper_hidden_sizes: hidden sizes of q(z2|z1) and of p(z1|z2) (mirrored); [] (the REBAR
             and DisARM "two-layer linear" model): each a linear map.
         upper_activation: between their hidden layers (tanh in the REBAR code's nonlinear model).
+        prior: p(z2), the top layer's prior: learned (the benchmarks') or uniform.
         estimator: layer 1's gradient estimator (q(z1|x)); upper_estimator: layer 2's (q(z2|z1)),
             None for the same kind and settings as layer 1's.
     """
@@ -97,6 +98,7 @@ class TwoLayerBernoulliLatent(BernoulliLatent):
         upper_latents: int = 200,
         upper_hidden_sizes: Sequence[int] = (),
         upper_activation: str = "tanh",
+        prior: str = "learned",
         estimator: str | dict[str, Any] | Estimator = "disarm",
         upper_estimator: str | dict[str, Any] | Estimator | None = None,
     ) -> None:
@@ -109,7 +111,7 @@ class TwoLayerBernoulliLatent(BernoulliLatent):
             upper_estimator = estimator
         if isinstance(upper_estimator, Estimator):  # its own instance: an estimator holds state
             upper_estimator = {"name": upper_estimator.name, **upper_estimator.settings()}
-        self.upper = BernoulliLatent(upper_latents, prior="learned", estimator=upper_estimator)
+        self.upper = BernoulliLatent(upper_latents, prior=prior, estimator=upper_estimator)
         hidden = list(upper_hidden_sizes)
         self.upper_encoder = MLP([num_latents, *hidden, upper_latents], upper_activation)  # q(z2|z1)
         self.upper_decoder = MLP([upper_latents, *hidden[::-1], num_latents], upper_activation)  # p(z1|z2)
