@@ -127,8 +127,8 @@ def test_cli_unknown_model_lists_the_options(tmp_path):
     result = _cli("model=bogus", cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.strip() == (
-        "error: model=bogus is not allowed: model is a config group, one of bernoulli, categorical,"
-        " gaussian (its settings: model.<name>=...)"
+        "error: model=bogus is not allowed: model is a config group, one of bernoulli, bernoulli_two_layer,"
+        " categorical, gaussian (its settings: model.<name>=...)"
     )
 
 
