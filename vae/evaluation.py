@@ -2,7 +2,7 @@
 
 - -ELBO with z ~ q(z|x) (one-hot for a categorical latent), averaged over the k samples:
   recon = -mean_j log p(x|z_j), plus the analytic KL(q(z|x) || p(z)) (for the two-layer latent,
-  its estimate at the z_j: Latent.kl_at).
+  its estimate from the same k samples: Latent.kl_estimate).
 - Importance-weighted bound (Burda et al. 2016), with z_j ~ q(z|x), j = 1..k:
       -log p(x) <= -log (1/k) sum_j p(x|z_j) p(z_j) / q(z_j|x)        (nll_iw)
   computed with logsumexp; it tightens as k grows and equals the ELBO at k = 1.
@@ -35,16 +35,16 @@ def importance_weighted(
     The k samples are drawn chunk_size at a time, so memory holds chunk_size * B decoded images.
     """
     q = model.encode(x)
-    log_weights, recon, kl = [], [], 0
+    log_weights, recon = [], []
     for start in range(0, k, chunk_size):
         n = min(chunk_size, k - start)
         z = q.sample((n,), generator=generator)  # (n, B, *event_shape)
         log_w, log_px_z = model.log_weights(x, z, q, generator)  # (n, B) each: the objectives' computation
         log_weights.append(log_w)
         recon.append(-log_px_z)
-        kl = kl + model.latent.kl_at(q, z, generator) * (n / k)  # the closed form, or its estimate
-    log_w = torch.cat(log_weights)  # (k, B)
-    recon_mean = torch.cat(recon).mean(0)
+    log_w, recon = torch.cat(log_weights), torch.cat(recon)  # (k, B) each
+    kl = model.latent.kl_estimate(q, lambda: -recon - log_w)  # log q - log p at the same samples
+    recon_mean = recon.mean(0)
     return {
         "nll_iw": -log_mean_exp(log_w),
         "neg_elbo": recon_mean + kl,

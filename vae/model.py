@@ -148,10 +148,10 @@ class VAE(nn.Module):
     def negative_elbo(
         self, x: Tensor, z: Tensor, q: Distribution, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
-        """Per-image recon = -log p(x|z), kl = KL(q || p(z)) (Latent.kl_at: closed form, or its
-        estimate at z) and their sum, each (B,)."""
+        """Per-image recon = -log p(x|z), kl = KL(q || p(z)) (Latent.kl_estimate: the closed form,
+        or its estimate at z) and their sum, each (B,)."""
         recon = -self.decode(z).log_prob(x)
-        kl = self.latent.kl_at(q, z.unsqueeze(0), generator)
+        kl = self.latent.kl_estimate(q, lambda: (q.log_prob(z) - self.latent.log_prior(z, generator))[None])
         return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
     def training_terms(self, x: Tensor, temperature: float | Tensor | None = None) -> dict[str, Tensor]:

@@ -53,9 +53,10 @@ class Latent(nn.Module, ABC):
         """KL(q(z|x) || p(z)) per image, (*batch,), in closed form."""
         return kl_divergence(q, self.prior())
 
-    def kl_at(self, q: Distribution, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """The KL that evaluation reports with samples z (k, *batch, *event) of q: the closed form
-        (z unused) here; a latent without one (the two-layer) averages its estimate over z."""
+    def kl_estimate(self, q: Distribution, log_ratio: Callable[[], Tensor]) -> Tensor:
+        """The KL that is reported, (*batch,): the closed form here; a latent without one (the
+        two-layer) averages log_ratio(), log q(z|x) - log p(z) at samples z of q, (k, *batch) (a
+        function, so that a latent with a closed form computes nothing more)."""
         return self.kl(q)
 
     def log_prior(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
