@@ -158,7 +158,7 @@ def test_the_cli_prints_one_line_and_writes_nothing(tmp_path, override, message)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {message}") and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stdout + result.stderr and "Run directory" not in result.stdout
-    assert not run.exists() or not any(run.iterdir())  # at most the empty folder Hydra makes
+    assert not run.exists()  # Hydra made it before the run was refused: the run removed it
 
 
 def test_a_config_group_given_a_number_is_one_line_and_a_refused_run_leaves_no_directory(tmp_path):
@@ -174,9 +174,12 @@ def test_a_config_group_given_a_number_is_one_line_and_a_refused_run_leaves_no_d
         "error: tau=0 is not allowed: tau is a config group, one of constant, cosine, exponential,"
         " linear, slope (its settings: tau.<name>=...)"
     )
-    result = run("tau.tau0=-1", f"hydra.run.dir={tmp_path / 'refused'}")
+    # The default folder, <log_dir>/<model>/<time>: the folders Hydra made for it go with it (new/
+    # and all under it), and the folder that was there before stays.
+    (tmp_path / "kept").mkdir()
+    result = run("tau.tau0=-1", f"paths.log_dir={tmp_path / 'kept' / 'new'}")
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: tau.tau0=-1")
-    assert not (tmp_path / "refused").exists() and not (tmp_path / "runs").exists()
+    assert list((tmp_path / "kept").iterdir()) == [] and not (tmp_path / "runs").exists()
 
 
 def test_a_run_or_sweep_directory_that_cannot_be_written_is_one_line_before_hydra_makes_it(tmp_path):
@@ -200,9 +203,11 @@ def test_a_run_or_sweep_directory_that_cannot_be_written_is_one_line_before_hydr
             f"error: {key}='{bad}' cannot be made: {tmp_path / 'notes.txt'} is a file, not a folder;"
             f" choose another {key}"
         )
-    result = train(f"paths.log_dir={bad}")  # the default run folder, named after the model and the time
-    assert result.returncode == 1 and result.stderr.startswith(f"error: hydra.run.dir='{bad}/categorical/")
-    assert len(result.stderr.strip().splitlines()) == 1
+    result = train(f"paths.log_dir={bad}")  # the default run folder: the message names what was set
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"error: paths.log_dir='{bad}' cannot be made: {tmp_path / 'notes.txt'} is a file, not a folder;"
+        " choose another paths.log_dir"
+    )
     # A read-only folder (root writes into one all the same: then it is not read-only to this run).
     locked = tmp_path / "locked"
     locked.mkdir()

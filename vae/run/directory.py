@@ -60,28 +60,65 @@ def require_writable(key: str, directory: Path) -> None:
 class RefuseUnwritableDirectory(Callback):
     """A Hydra callback (configs/hydra/default.yaml): a run or sweep directory that cannot be
     written is one line and exit status 1, before Hydra makes the folder (its own error is a
-    traceback from inside Hydra)."""
+    traceback from inside Hydra). It also notes the folders Hydra is about to make for a run, so
+    that a run refused before it writes anything can remove them (remove_unused_run_directory)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.run.dir")
+        directory = self._check(config, "hydra.run.dir")
+        if directory is not None:
+            _FOLDERS_MADE_FOR_THE_RUN[directory] = _outermost_missing(directory)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")
 
     @staticmethod
-    def _check(config: DictConfig, key: str) -> None:
+    def _check(config: DictConfig, key: str) -> Path | None:
         # The folder's name reads ${hydra:...} (the model's name), which needs the HydraConfig that
         # Hydra sets only once the job starts: set it as Hydra then does, from the same config.
         HydraConfig.instance().set_config(config)
         try:
-            directory = Path(str(OmegaConf.select(config, key)))
+            directory = Path(str(OmegaConf.select(config, key))).absolute()
         except OmegaConfBaseException:  # a name this check cannot resolve: Hydra reports it
-            return
+            return None
+        # The default folders sit under paths.log_dir: a user who set only that is told about it.
+        given = _override_keys(config.hydra.overrides.hydra) | _override_keys(config.hydra.overrides.task)
+        named, checked = key, directory
+        if key not in given and "paths.log_dir" in given:
+            named, checked = "paths.log_dir", Path(str(config.paths.log_dir))
         try:
-            require_writable(key, directory)
+            require_writable(named, checked)
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
+        return directory
+
+
+# A run's directory (absolute) -> the outermost of the folders Hydra makes for it (the directory
+# itself or one above it), noted by RefuseUnwritableDirectory before Hydra makes them.
+_FOLDERS_MADE_FOR_THE_RUN: dict[Path, Path] = {}
+
+
+def _outermost_missing(directory: Path) -> Path:
+    outermost = directory
+    while not outermost.parent.exists() and outermost.parent != outermost:
+        outermost = outermost.parent
+    return outermost
+
+
+def _override_keys(overrides: Any) -> set[str]:
+    """The keys of Hydra's override strings (`+key=value`, `key=value`, `~key`)."""
+    return {str(o).lstrip("+~").split("=", 1)[0] for o in overrides}
+
+
+def remove_unused_run_directory(output_dir: Path) -> None:
+    """A run refused before it wrote anything leaves no folder behind: its empty run directory
+    goes, and so do the empty folders above it that Hydra made for it (runs/<model>/ on a first
+    run), never a folder that was there before the run."""
+    folder = output_dir.absolute()
+    outermost = _FOLDERS_MADE_FOR_THE_RUN.get(folder, folder)
+    while folder.is_dir() and not any(folder.iterdir()) and folder.is_relative_to(outermost):
+        folder.rmdir()
+        folder = folder.parent
 
 
 def _holds_results(path: Path) -> bool:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae.errors import EXPECTED_FAILURES, RunDirectoryBusy
 from vae.run.console import console_in
-from vae.run.directory import holding, record_failure, write_hydra_record
+from vae.run.directory import holding, record_failure, remove_unused_run_directory, write_hydra_record
 from vae.run.fit import fit_and_test, prepare
 from vae.run.selection import record_rung, record_status
 from vae.run.sweep import continue_sweep_job, share_the_machine, stop_when_the_sweep_dies
@@ -107,7 +107,6 @@ def _exit_with_one_line(error: Exception, output_dir: Path) -> None:
         )
         sys.exit(1)
     if isinstance(error, EXPECTED_FAILURES):
-        if output_dir.is_dir() and not any(output_dir.iterdir()):
-            output_dir.rmdir()  # the run directory Hydra made for a run that never started
+        remove_unused_run_directory(output_dir)  # the folders Hydra made for a run that never started
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
