@@ -30,11 +30,18 @@ the one that happened to run then. Figures are printed as a table, ratios last.
     python -m vae.bench --models categorical --batch-sizes 100 --rounds 3 --compile
     python -m vae.bench --sweep 4 --epochs 2    # a 4-job sweep: parallel launcher vs one at a time
     python -m vae.bench --train-batches 10      # a quick check: 10 training batches an epoch
+    python -m vae.bench --precisions 32 bf16-mixed   # each loop in float32 and in bf16 mixed precision
+
+--precisions times every case at each training precision: `project` and `automatic` with
+trainer.precision=P (Lightning's autocast around the training step), `bare` and `dataloader`
+with the same torch.autocast around their forward pass. Validation runs in float32 in every
+case (the model turns autocast off for evaluation), so the validation numbers stay comparable.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import itertools
 import json
@@ -55,6 +62,9 @@ from vae.run.hardware import describe, drop_unusable_nvml_check
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPS = ("project", "automatic", "dataloader", "bare")
+# The training precisions a case can run at: the ones every loop can mirror without Lightning
+# (float32, and bfloat16 autocast, which needs no gradient scaler).
+PRECISIONS = ("32", "bf16-mixed")
 
 
 class EpochClock(L.Callback):
@@ -98,6 +108,7 @@ def _config(args: argparse.Namespace, output_dir: Path, extra: list[str] = ()):
         "trainer.check_val_every_n_epoch=1",
         f"compile={str(args.compile).lower()}",
         f"seed={args.seed}",
+        f"trainer.precision={args.precision}",
         "test=false",
         *([f"trainer.limit_train_batches={args.train_batches}"] if args.train_batches else []),
         *extra,
@@ -116,6 +127,7 @@ def _run_project(args: argparse.Namespace, workdir: Path, automatic: bool = Fals
     with open_dict(cfg):
         cfg.callbacks.epoch_clock = {"_target_": "vae.tools.bench.EpochClock", "path": str(clock)}
     run = vae.run.prepare(cfg)
+    matmul = _watch_matmul_dtype(args, run.system.model)
     if automatic:
         if run.system.group_optimizer_factories or run.system.gradient_clip_val is not None:
             raise SystemExit("error: the automatic loop times a model with one optimizer and no clipping")
@@ -130,6 +142,7 @@ def _run_project(args: argparse.Namespace, workdir: Path, automatic: bool = Fals
         "train_only_s": [v - a for a, v in zip(starts, validations, strict=False)],
         "images": _images_per_epoch(args, 60_000 - cfg.data.val_size),
         "val_neg_elbo": metrics["val/neg_elbo"],
+        **matmul,
     }
 
 
@@ -146,6 +159,33 @@ def _data_and_system(args: argparse.Namespace, workdir: Path, device: torch.devi
         system.compile_training()  # before configure_optimizers, which then compiles the update
     datamodule.setup()  # the split (and the validation binarization) that train.py uses
     return datamodule, system
+
+
+def _training_precision(args: argparse.Namespace, device: torch.device):
+    """The context the forward pass of the loops without Lightning runs in: what Lightning's
+    precision plugin puts around training_step (nothing for float32, bfloat16 autocast for
+    bf16-mixed); the backward pass and the optimizer step run outside it, as there."""
+    if args.precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _watch_matmul_dtype(args: argparse.Namespace, model: torch.nn.Module) -> dict[str, str]:
+    """{"matmul_dtype": ...}, filled with the dtype the model's first linear layer outputs while
+    training (not while evaluating, which is float32 by design): the precision the loop's matrix
+    products ran at. Not for compiled cases (a hook's side effect inside a compiled graph)."""
+    seen: dict[str, str] = {}
+    if args.compile:
+        return seen
+    linear = next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
+
+    def record(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        if module.training:
+            seen["matmul_dtype"] = str(output.dtype).removeprefix("torch.")
+
+    if linear is not None:
+        linear.register_forward_hook(record)
+    return seen
 
 
 def _validate(system, batches) -> float:
@@ -166,6 +206,7 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     device = _device(args)
     datamodule, system = _data_and_system(args, workdir, device)
+    matmul = _watch_matmul_dtype(args, system.model)
     # The optimizer as tutorials build it: the config's, with PyTorch's default implementation.
     factory = system.optimizer_factory
     defaults = {"fused": None} if "fused" in getattr(factory, "keywords", {}) else {}
@@ -181,7 +222,8 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         train_loss = 0.0
         for x, _ in itertools.islice(loader, args.train_batches or None):
             x = torch.bernoulli(x.to(device))
-            loss = system.step_terms(x, system.tau_at(step))["neg_elbo"].mean()
+            with _training_precision(args, device):
+                loss = system.step_terms(x, system.tau_at(step))["neg_elbo"].mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -200,12 +242,14 @@ def _run_dataloader(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "images": _images_per_epoch(args, len(train_indices)),
         "train_neg_elbo_last_epoch": train_loss / min(len(loader), args.train_batches or len(loader)),
         "val_neg_elbo": val_neg_elbo,
+        **matmul,
     }
 
 
 def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     device = _device(args)
     datamodule, system = _data_and_system(args, workdir, device)
+    matmul = _watch_matmul_dtype(args, system.model)
     configured = system.configure_optimizers()  # the project's (compiled with --compile)
     # One optimizer, or (with group_optimizers) a list of {"optimizer": ...} entries, main first.
     optimizers = [
@@ -222,7 +266,8 @@ def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for i in itertools.islice(range(0, len(images), batch), args.train_batches or None):
             x = images[order[i : i + batch]]
             x = (torch.rand_like(x) < x).to(x.dtype)  # dynamic binarization
-            loss = system.step_terms(x, system.tau_at(step))["neg_elbo"].mean()
+            with _training_precision(args, device):
+                loss = system.step_terms(x, system.tau_at(step))["neg_elbo"].mean()
             for optimizer in optimizers:
                 optimizer.zero_grad()
             loss.backward()
@@ -241,6 +286,7 @@ def _run_bare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "images": _images_per_epoch(args, len(images)),
         "train_neg_elbo_last_batch": loss.item(),
         "val_neg_elbo": val_neg_elbo,
+        **matmul,
     }
 
 
@@ -281,12 +327,16 @@ def _one_case(args: argparse.Namespace) -> None:
     print("BENCH " + json.dumps(result), flush=True)
 
 
-def _spawn(args: argparse.Namespace, case: tuple[str, str, int, bool]) -> dict[str, Any]:
-    """Run one case (loop, model, batch size, compiled) in a fresh process; its raw figures."""
-    loop, model, batch_size, compiled = case
+Case = tuple[str, str, int, bool, str]  # loop, model, batch size, compiled, training precision
+
+
+def _spawn(args: argparse.Namespace, case: Case) -> dict[str, Any]:
+    """Run one case in a fresh process; its raw figures."""
+    loop, model, batch_size, compiled, precision = case
     command = [
         sys.executable, "-m", "vae.bench", "--case", loop, "--models", model,
-        "--batch-sizes", str(batch_size), "--epochs", str(args.epochs), "--device", args.device,
+        "--batch-sizes", str(batch_size), "--precisions", precision,
+        "--epochs", str(args.epochs), "--device", args.device,
         "--data-root", str(args.data_root), "--seed", str(args.seed),
         "--train-batches", str(args.train_batches), "--overrides", *args.overrides,
     ] + (["--compile"] if compiled else [])  # fmt: skip
@@ -298,9 +348,9 @@ def _spawn(args: argparse.Namespace, case: tuple[str, str, int, bool]) -> dict[s
     return {"started": started, **json.loads(lines[-1][len("BENCH ") :])}
 
 
-def _pooled(case: tuple[str, str, int, bool], runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _pooled(case: Case, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row from a case's runs: their timed epochs pooled (each run's first is warm-up)."""
-    loop, model, batch_size, compiled = case
+    loop, model, batch_size, compiled, precision = case
     timed = [t for run in runs for t in run["epoch_s"][1:]]
     train_only = [t for run in runs for t in run["train_only_s"][1:]]
     median = statistics.median(timed)
@@ -309,6 +359,7 @@ def _pooled(case: tuple[str, str, int, bool], runs: list[dict[str, Any]]) -> dic
         "model": model,
         "batch_size": batch_size,
         "compile": compiled,
+        "precision": precision,
         "epoch_s": timed,
         "train_only_s": train_only,
         "warmup_s": [run["epoch_s"][0] for run in runs],
@@ -319,6 +370,7 @@ def _pooled(case: tuple[str, str, int, bool], runs: list[dict[str, Any]]) -> dic
         "images": runs[0]["images"],
         "images_per_s": runs[0]["images"] / median,
         "val_neg_elbo": runs[-1]["val_neg_elbo"],
+        **({"matmul_dtype": runs[-1]["matmul_dtype"]} if "matmul_dtype" in runs[-1] else {}),
         "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
         **({"peak_gpu_mb": max(run["peak_gpu_mb"] for run in runs)} if "peak_gpu_mb" in runs[0] else {}),
         "runs": runs,
@@ -326,7 +378,9 @@ def _pooled(case: tuple[str, str, int, bool], runs: list[dict[str, Any]]) -> dic
 
 
 def _label(row: dict[str, Any]) -> str:
-    return row["loop"] + (" +compile" if row["compile"] else "")
+    precision = row.get("precision", "32")
+    compiled = " +compile" if row["compile"] else ""
+    return row["loop"] + compiled + ("" if precision == "32" else f" {precision}")
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -369,6 +423,14 @@ def _ratios(rows: list[dict[str, Any]]) -> str:
         for loop in ("project +compile", "bare +compile"):
             if loop in loops and "bare" in loops:
                 parts.append(f"{loop}/bare eager = {loops[loop]['median_s'] / loops['bare']['median_s']:.2f}")
+        # Each loop in float32 against the same loop in another precision: the training part
+        # (validation is float32 in both).
+        for row in loops.values():
+            if row.get("precision", "32") != "32":
+                base = loops.get(_label({**row, "precision": "32"}))
+                if base is not None:
+                    speedup = base["train_only_median_s"] / row["train_only_median_s"]
+                    parts.append(f"{_label(row)}: training {speedup:.2f}x as fast as float32")
         lines.append(f"{model}, batch {batch}: " + ", ".join(parts))
     return "\n".join(lines)
 
@@ -385,7 +447,7 @@ def _sweep_seconds(args: argparse.Namespace, launcher: list[str], workdir: Path)
         sys.executable, str(REPO / "train.py"), "-m", f"seed={seeds}", f"model={args.models[0]}",
         f"data.batch_size={args.batch_sizes[0]}", f"data.root={args.data_root.resolve()}",
         f"trainer.max_epochs={args.epochs}", "logger=none", "test=false",
-        f"hydra.sweep.dir={workdir}", *launcher, *args.overrides,
+        f"trainer.precision={args.precisions[0]}", f"hydra.sweep.dir={workdir}", *launcher, *args.overrides,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     started = time.perf_counter()
@@ -454,6 +516,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--compile", action="store_true", help="also time project and bare with compile=true")
     parser.add_argument("--device", default="auto", help="auto | cpu | gpu")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["32"],
+        help=f"training precisions to time each loop at: {', '.join(PRECISIONS)}",
+    )
     parser.add_argument("--data-root", type=Path, default=REPO / "data", help="folder holding MNIST/raw/")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overrides", nargs="*", default=[], help="train.py overrides for every loop")
@@ -476,10 +544,20 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.rounds < 1:
         raise SystemExit(f"error: --rounds={args.rounds} is not allowed: at least 1")
+    for precision in args.precisions:
+        if precision not in PRECISIONS:
+            raise SystemExit(
+                f"error: --precisions={precision} is not allowed: one of {', '.join(PRECISIONS)}"
+                " (the precisions every loop can run at)"
+            )
     if not (args.data_root / "MNIST" / "raw").is_dir():
         raise SystemExit(f"error: --data-root={args.data_root}: no MNIST/raw/ folder there")
+    if args.sweep and len(args.precisions) > 1:
+        raise SystemExit(
+            f"error: --precisions={' '.join(args.precisions)} is not allowed with --sweep: one precision"
+        )
     if args.case:
-        args.model, args.batch_size = args.models[0], args.batch_sizes[0]
+        args.model, args.batch_size, args.precision = args.models[0], args.batch_sizes[0], args.precisions[0]
         _one_case(args)
         return
     if args.sweep:
@@ -502,18 +580,19 @@ def main(argv: list[str] | None = None) -> None:
     for model in args.models:
         for batch_size in args.batch_sizes:
             cases = [
-                (loop, model, batch_size, compiled)
+                (loop, model, batch_size, compiled, precision)
+                for precision in args.precisions
                 for loop in args.loops
                 for compiled in ([False, True] if args.compile and loop in ("project", "bare") else [False])
             ]
-            runs: dict[tuple[str, str, int, bool], list[dict[str, Any]]] = {case: [] for case in cases}
+            runs: dict[Case, list[dict[str, Any]]] = {case: [] for case in cases}
             # Round by round, every case once: a machine that slows down for a while (other
             # tenants, thermal limits) then slows every loop of the comparison alike.
             for round_number in range(args.rounds):
                 for case in cases:
                     runs[case].append(_spawn(args, case))
                     epoch = statistics.median(runs[case][-1]["epoch_s"][1:])
-                    label = _label({"loop": case[0], "compile": case[3]})
+                    label = _label({"loop": case[0], "compile": case[3], "precision": case[4]})
                     print(
                         f"  {model:<11} batch {batch_size:<5} {label:<17} round {round_number + 1}:"
                         f" {epoch:6.2f} s/epoch",
