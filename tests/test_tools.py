@@ -154,8 +154,9 @@ def test_the_bench_validates_every_epoch_it_times_whatever_the_experiment_says(t
 
     args = argparse.Namespace(
         model="bernoulli", batch_size=24, data_root=str(tmp_path), epochs=2, device="cpu",
-        compile=False, seed=0, train_batches=4,
+        compile=False, seed=0, train_batches=4, precision="bf16-mixed",
     )  # fmt: skip
     cfg = _config(args, tmp_path / "run", ["experiment=relax_linear", "+relax_table=linear_nvil"])
     assert cfg.trainer.check_val_every_n_epoch == 1 and cfg.data.batch_size == 24
+    assert cfg.trainer.precision == "bf16-mixed"  # the case's training precision (--precisions)
     assert cfg.group_optimizers.control_variate  # the case the bare loop now steps as the project does
