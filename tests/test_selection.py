@@ -1,7 +1,9 @@
 """Choosing settings on validation (vae/run/selection.py): successive halving over a sweep's
 learning rates, the other seeds at the chosen rate, and the report's table of the chosen runs."""
 
+import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +76,33 @@ def test_every_rate_to_the_rung_then_the_best_to_the_end_then_the_other_seeds_at
     (row,) = selected_rows(collect(search, seeds))
     assert row["seeds"] == [0, 1] and row["done"] == 2
     assert row["chosen"].startswith(chosen_lr[0]) and "of 3" in row["chosen"]
+
+
+def test_a_search_copied_without_its_checkpoints_goes_on_from_its_records(tmp_path):
+    # What results/ keeps of a search (README, Jang et al. Table 1 under the paper's protocol):
+    # each job's records, no checkpoints, images or lock. Copied into a new sweep directory, the
+    # same command goes on: the jobs at the rung are not run again, the kept rate trains to the
+    # end from step 0 (its checkpoint is not there) and is tested.
+    search, copied = tmp_path / "search", tmp_path / "copied"
+    rates = "optimizer.lr=1e-4,3e-3,3e-2"
+    _sweep(rates, f"hydra.sweep.dir={search}", cwd=tmp_path)
+    shutil.copytree(search, copied, ignore=shutil.ignore_patterns("checkpoints", "images", ".lock"))
+    jobs = [copied / str(i) for i in range(3)]
+    before = {j.name: (j / "metrics.json").read_text() for j in jobs}
+    val = {j.name: json.loads((j / "rungs.json").read_text())["18"]["val/neg_elbo"] for j in jobs}
+    best = min(val, key=val.get)
+
+    out = _sweep(rates, f"hydra.sweep.dir={copied}", cwd=tmp_path)
+    assert out.count("not among the 1 best") == 2
+    for j in jobs:
+        if j.name == best:
+            assert _last_step(j) == 36 and "test/neg_elbo" in json.loads((j / "metrics.json").read_text())
+            steps = [int(row["step"]) for row in csv.DictReader((j / "csv" / "metrics.csv").open())]
+            assert steps.count(17) == 2  # its first 18 steps logged twice: trained again from step 0
+            assert (j / "metrics-at-18.json").read_text() == before[j.name]  # kept, not overwritten
+        else:
+            assert (j / "metrics.json").read_text() == before[j.name]  # not run again
+    assert json.loads((copied / best / "rungs.json").read_text())["18"]["val/neg_elbo"] == val[best]
 
 
 def _job(tmp_path: Path, lr: str, seed: int, scores: dict[int, float]) -> Job:

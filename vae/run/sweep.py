@@ -61,7 +61,8 @@ def continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str]) 
 
     A job that reached the steps it is to train (trainer.max_steps, or the rung that selection
     allows it: vae/run/selection.py) is not run again; one that was stopped resumes from its own
-    last.ckpt, and one that is allowed further than it got continues from it; one that failed is
+    last.ckpt, and one that is allowed further than it got continues from it (from step 0 if its
+    checkpoints are gone, its metrics.json kept as metrics-at-<step>.json); one that failed is
     run again (from its last.ckpt if it has one), its failed.json kept as failed-<n>.json. A
     job that is to train to an intermediate rung is not tested.
     """
@@ -81,6 +82,12 @@ def continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str]) 
         attempt = 1 + len(list(output_dir.glob("failed-*.json")))
         failed.rename(output_dir / f"failed-{attempt}.json")
     last = output_dir / "checkpoints" / "last.ckpt"
+    if metrics.is_file() and not last.is_file():
+        # Records without their checkpoints (a search kept or copied without them, README: Jang et
+        # al. Table 1): the run trains again from step 0. Its earlier metrics.json is kept beside
+        # (its validation numbers are in rungs.json), not overwritten.
+        step = json.loads(metrics.read_text()).get("last_step", "unknown")
+        metrics.rename(output_dir / f"metrics-at-{step}.json")
     with open_dict(cfg):
         if last.is_file() and cfg.ckpt_path is None:
             cfg.ckpt_path = str(last)
