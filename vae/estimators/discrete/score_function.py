@@ -16,10 +16,9 @@ form (elbo_terms). Variance normalization then scales the KL's part of the encod
 with the rest. Kept outside, the analytic KL's gradient reaches the encoder at full size while
 the reconstruction's score term is divided by sigma (tens of nats early on), and the KL wins: q
 collapses onto the prior (measured: NVIL with normalization, 200 bits, KL 0.3 nats; without it,
-25.6). log q(z|x) and log p(z) are linear in z for both latents, so the Taylor baselines of DARN
-and MuProp take the log-ratio out of their signal exactly; MuProp adds its gradient back through
-its correction term (unscaled, as in its paper), DARN leaves it out (as its paper's baseline,
-without a correction, does).
+25.6). log q(z|x) and log p(z) are linear in z for both latents, so MuProp's Taylor baseline takes
+the log-ratio out of its signal exactly and adds its gradient back through its correction term
+(unscaled, as in its paper); DARN's per-unit signal carries it exactly (see darn.py).
 """
 
 from __future__ import annotations
