@@ -56,11 +56,16 @@ def test_the_same_seed_trains_the_same_losses_as_the_previous_version(name, tmp_
         losses = {
             row["step"]: float(row["train/neg_elbo"]) for row in csv.DictReader(f) if row["train/neg_elbo"]
         }
-    assert losses == recorded["train_neg_elbo"]  # bit for bit
+    # Bit for bit on the CPU that recorded them (an AMD EPYC); another CPU's float32 kernels round
+    # differently (measured on an Intel Xeon: losses within 2.3e-7 of their size, weights within
+    # 1e-7), while a change in what the code computes or draws moves the losses by 1e-3 or more.
+    assert losses.keys() == recorded["train_neg_elbo"].keys()
+    assert losses == pytest.approx(recorded["train_neg_elbo"], rel=1e-5, abs=0)
     now = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     old = torch.load(FIXTURES / f"v1_{name}.ckpt", weights_only=True)["state_dict"]
     assert set(now) == {f"model.{key}" for key in old}
-    assert all(torch.equal(now[f"model.{key}"], value) for key, value in old.items())
+    for key, value in old.items():
+        torch.testing.assert_close(now[f"model.{key}"], value, rtol=1e-5, atol=1e-6)
 
 
 def test_an_old_checkpoint_resumes(tmp_path, mnist_root):
