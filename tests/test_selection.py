@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, child_env
-from vae.run.selection import Job, Ladder, plan_job
+from vae.run.selection import Job, Ladder, _ladders_of, plan_job, sweep_grid
 from vae.tools.report import collect, selected_rows
 
 SELECT = [
@@ -86,6 +86,7 @@ def test_a_search_copied_without_its_checkpoints_goes_on_from_its_records(tmp_pa
     search, copied = tmp_path / "search", tmp_path / "copied"
     rates = "optimizer.lr=1e-4,3e-3,3e-2"
     _sweep(rates, f"hydra.sweep.dir={search}", cwd=tmp_path)
+    _a_search_stopped_before_its_last_job_started_decides_nothing(search, tmp_path / "partial")
     shutil.copytree(search, copied, ignore=shutil.ignore_patterns("checkpoints", "images", ".lock"))
     jobs = [copied / str(i) for i in range(3)]
     before = {j.name: (j / "metrics.json").read_text() for j in jobs}
@@ -103,6 +104,39 @@ def test_a_search_copied_without_its_checkpoints_goes_on_from_its_records(tmp_pa
         else:
             assert (j / "metrics.json").read_text() == before[j.name]  # not run again
     assert json.loads((copied / best / "rungs.json").read_text())["18"]["val/neg_elbo"] == val[best]
+
+
+def _a_search_stopped_before_its_last_job_started_decides_nothing(search: Path, partial: Path) -> None:
+    # Jobs 0 and 1 at the rung, job 2 (lr=3e-2) never started: the two that ran are not "the best
+    # of the grid", so neither goes on, and nothing is chosen (a seeds stage would wait).
+    shutil.copytree(search, partial, ignore=shutil.ignore_patterns("checkpoints", ".lock"))
+    shutil.rmtree(partial / "2")
+    assert sweep_grid(partial, ["optimizer.lr"]) == [("0.0001",), ("0.003",), ("0.03",)]
+    selection = {"keys": ["optimizer.lr"], "rungs": [18], "keep": 1}
+    for job in ("0", "1"):
+        overrides = yaml.safe_load((partial / job / ".hydra" / "overrides.yaml").read_text())
+        assert plan_job(partial / job, overrides, selection, 36).action == "wait"
+    (ladder,) = _ladders_of(partial, selection, 36).values()
+    assert len(ladder.candidates) == 3 and ladder.kept() == [list(ladder.candidates)]
+    assert ladder.choice() is None
+
+
+def test_the_grid_is_the_sweeps_as_hydra_expands_it_the_command_line_over_the_config(tmp_path):
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "hydra": {
+                    "sweeper": {"params": {"optimizer.lr": "1.0e-5,3.0e-4", "+model": "a,b"}},
+                    "overrides": {"task": ["experiment=x", "optimizer.lr=1.0e-3,3e-2", "seed=4"]},
+                }
+            }
+        )
+    )
+    assert sweep_grid(tmp_path, ["optimizer.lr", "model"]) == [
+        ("0.001", "a"), ("0.001", "b"), ("0.03", "a"), ("0.03", "b"),
+    ]  # fmt: skip
+    assert sweep_grid(tmp_path, ["seed", "optimizer.momentum"]) == [("4", "")]
+    assert sweep_grid(tmp_path / "nowhere", ["optimizer.lr"]) is None
 
 
 def _job(tmp_path: Path, lr: str, seed: int, scores: dict[int, float]) -> Job:

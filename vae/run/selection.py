@@ -12,13 +12,17 @@ An experiment (or the command line) declares what is chosen (configs/train.yaml,
 
 A *configuration* is a job's overrides less the selection keys, the seed, and where the run is
 (ckpt_path, the run and sweep directories, selection.*). Its *candidates* are the values of the
-keys its jobs were given. Every candidate trains to the first rung; once all are there, the
-`keep` best by the metric (the mean over the seeds every candidate has) go on to the next rung
-from their own last.ckpt (no step is repeated), and so on to trainer.max_steps; the choice is the
-best at the last rung. A job that reaches a rung before its rivals stops there; running the same
-multirun command again moves every job as far as the others allow (so: run it until no job says
-it is waiting). With `chosen_in`, a job runs to trainer.max_steps only if its values are the ones
-chosen in that sweep (other seeds of the chosen setting), and is skipped otherwise.
+keys the sweep launches (its multirun.yaml: the sweeper's params and the command line, expanded as
+Hydra's BasicSweeper expands them), with any other values its jobs were given; so a sweep stopped
+before some of its jobs started decides nothing until they have run too.
+
+Every candidate trains to the first rung; once all are there, the `keep` best by the metric (the
+mean over the seeds every candidate has) go on to the next rung from their own last.ckpt (no step
+is repeated), and so on to trainer.max_steps; the choice is the best at the last rung. A job that
+reaches a rung before its rivals stops there; running the same multirun command again moves every
+job as far as the others allow (so: run it until no job says it is waiting). With `chosen_in`, a
+job runs to trainer.max_steps only if its values are the ones chosen in that sweep (other seeds of
+the chosen setting), and is skipped otherwise.
 
 What each job did is in its directory: rungs.json (its validation numbers at each rung it
 finished) and selection.json (why it stopped, or waits).
@@ -26,6 +30,7 @@ finished) and selection.json (why it stopped, or waits).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 SEED_KEYS = ("seed",)
 # Where a run was, and how it was chosen: not what it was.
@@ -126,7 +132,8 @@ class Ladder:
         return statistics.fmean(scores)
 
     def reached(self, values: tuple[str, ...], rung: int) -> bool:
-        return all(rung in j.rung_scores for j in self.candidates[values])
+        jobs = self.candidates[values]  # none yet for a value of the grid whose job has not started
+        return bool(jobs) and all(rung in j.rung_scores for j in jobs)
 
     def common_seeds(self, values: list[tuple[str, ...]]) -> set[int]:
         seeds = [{j.seed for j in self.candidates[v]} for v in values]
@@ -168,12 +175,55 @@ class Ladder:
         return {"chosen": None if choice is None else list(choice), "rungs": rungs}
 
 
-def ladders(jobs: list[Job], rungs: list[int], keep: int) -> dict[str, Ladder]:
-    """One Ladder per configuration."""
+def ladders(jobs: list[Job], rungs: list[int], keep: int, keys: list[str] | None = None) -> dict[str, Ladder]:
+    """One Ladder per configuration. With `keys`, each configuration's candidates include every
+    value of the keys its jobs' sweeps launch (sweep_grid), started or not."""
     grouped: dict[str, dict[tuple[str, ...], list[Job]]] = {}
     for job in jobs:
-        grouped.setdefault(job.configuration, {}).setdefault(job.values, []).append(job)
+        grouped.setdefault(job.configuration, {})
+    if keys:
+        grids: dict[Path, list[tuple[str, ...]]] = {}
+        for job in jobs:
+            sweep_dir = sweep_dir_of(job.path)
+            if sweep_dir is not None and sweep_dir not in grids:
+                grids[sweep_dir] = sweep_grid(sweep_dir, keys) or []
+            for values in grids.get(sweep_dir, []) if sweep_dir is not None else []:
+                grouped[job.configuration].setdefault(values, [])
+    for job in jobs:
+        grouped[job.configuration].setdefault(job.values, []).append(job)
     return {c: Ladder(candidates, rungs, keep) for c, candidates in grouped.items()}
+
+
+MULTIRUN_FILE = "multirun.yaml"
+
+
+def sweep_dir_of(job_dir: Path, depth: int = 3) -> Path | None:
+    """The sweep directory a job's directory lies in: the nearest one above with a multirun.yaml."""
+    for parent in list(Path(job_dir).parents)[:depth]:
+        if (parent / MULTIRUN_FILE).is_file():
+            return parent
+    return None
+
+
+def sweep_grid(sweep_dir: Path, keys: list[str]) -> list[tuple[str, ...]] | None:
+    """The values of `keys` the sweep in `sweep_dir` launches, as its jobs' overrides spell them
+    ("1.0e-5" on the command line is "1e-05" there): from its multirun.yaml, the sweeper's params
+    then the command line (the later wins), parsed by Hydra's override parser. None if the sweep
+    recorded no multirun.yaml; a key it does not set has the value ''."""
+    path = Path(sweep_dir) / MULTIRUN_FILE
+    if not path.is_file():
+        return None
+    hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra") or {}
+    params = (hydra.get("sweeper") or {}).get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += list((hydra.get("overrides") or {}).get("task") or [])
+    given: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(arguments):
+        if override.is_sweep_override():
+            given[override.key_or_group] = list(override.sweep_string_iterator())
+        else:
+            given[override.key_or_group] = [override.get_value_element_as_str()]
+    return list(itertools.product(*(given.get(key, [""]) for key in keys)))
 
 
 @dataclass
@@ -235,6 +285,7 @@ def _ladders_of(sweep_dir: Path, selection: dict[str, Any], max_steps: int) -> d
         read_jobs(sweep_dir, keys, metric),
         selection_rungs(selection, max_steps),
         int(selection.get("keep") or 1),
+        keys,
     )
 
 

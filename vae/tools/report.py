@@ -259,7 +259,7 @@ def selected_rows(runs: list[RunRecord]) -> list[dict]:
     search = [r for r in runs if not r.selection.get("chosen_in")]
     jobs = [j for r in search if (j := Job.read(r.path, keys, metric)) is not None]
     chosen_runs, notes = [], {}
-    for configuration, ladder in ladders(jobs, rungs, int(declared.get("keep") or 1)).items():
+    for configuration, ladder in ladders(jobs, rungs, int(declared.get("keep") or 1), keys).items():
         choice = ladder.choice()
         if choice is None:
             continue
