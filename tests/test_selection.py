@@ -111,6 +111,9 @@ def _a_search_stopped_before_its_last_job_started_decides_nothing(search: Path, 
     # of the grid", so neither goes on, and nothing is chosen (a seeds stage would wait).
     shutil.copytree(search, partial, ignore=shutil.ignore_patterns("checkpoints", ".lock"))
     shutil.rmtree(partial / "2")
+    # Job 0 went on towards the end once, from step 0, and was stopped: its metrics.json is set
+    # aside (metrics-at-18.json), its rung is in rungs.json. It does not train to the rung again.
+    (partial / "0" / "metrics.json").rename(partial / "0" / "metrics-at-18.json")
     assert sweep_grid(partial, ["optimizer.lr"]) == [("0.0001",), ("0.003",), ("0.03",)]
     selection = {"keys": ["optimizer.lr"], "rungs": [18], "keep": 1}
     for job in ("0", "1"):

@@ -89,6 +89,12 @@ class Job:
     rung_scores: dict[int, float] = field(default_factory=dict)  # steps -> the metric at that rung
     last_step: int = 0  # the steps its metrics.json reports; 0 if none
 
+    @property
+    def reached(self) -> int:
+        """The furthest it trained: its metrics.json's steps, or a rung it recorded (a job whose
+        metrics.json was set aside when it went on from step 0 still has its rung)."""
+        return max(self.last_step, max(self.rung_scores, default=0))
+
     @classmethod
     def read(cls, path: Path, keys: list[str], metric: str) -> Job | None:
         overrides_file = path / ".hydra" / "overrides.yaml"
@@ -257,7 +263,7 @@ def plan_job(output_dir: Path, overrides: list[str], selection: dict[str, Any], 
         return Plan("run", max_steps, True)
     ladder = _ladders_of(output_dir.parent, selection, max_steps).get(configuration)
     this = Job.read(output_dir, keys, metric) if (output_dir / ".hydra").is_dir() else None
-    reached = this.last_step if this is not None else 0
+    reached = this.reached if this is not None else 0
     if ladder is None or values not in ladder.candidates:  # not run yet: the first rung
         return Plan("run", rungs[0], len(rungs) == 1)
     levels = ladder.kept()
