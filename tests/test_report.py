@@ -79,8 +79,10 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
         {"step": 19, "epoch": 1, "train/neg_elbo": 110.0, "train/encoder_grad_variance": 0.5},
         {"step": 29, "epoch": 1, "train/neg_elbo": 100.0, "train/encoder_grad_variance": 0.25},
     ]
-    _job(first, 0, ["model.estimator=arm", "seed=0"], _metrics(100.0, 0, "arm"), csv_rows=rows)
+    timed = {"train_seconds": 5400.0, "evaluation_seconds": 1800.0}
+    _job(first, 0, ["model.estimator=arm", "seed=0"], _metrics(100.0, 0, "arm") | timed, csv_rows=rows)
     _job(second, 0, ["model.estimator=disarm", "seed=0"], _metrics(99.0, 0), csv_rows=rows)
+    _job(second, 1, ["model.estimator=reinforce", "seed=0"], _metrics(130.0, 0, "reinforce") | timed)
     readme = tmp_path / "README.md"
     blocks = (
         "<!-- results:begin -->\nold\n<!-- results:end -->\n<!-- other:begin -->\nx\n<!-- other:end -->\n"
@@ -92,6 +94,11 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
     (arm_row,) = [line for line in text.splitlines() if line.startswith("| model.estimator=arm |")]
     assert "| arm (2) |" in arm_row and "| 105.00 |" in arm_row  # the last epoch's mean train -ELBO
     assert "| 0.25 |" in arm_row  # the last gradient variance
+    # What the table cost: the two timed runs' 2 x 2 hours; the disarm run predates the record.
+    assert (
+        "Compute: 2 runs took 4.0 hours of training and evaluation together (each its own process; CPU);"
+        " 1 more run finished before runs recorded their time." in text
+    )
     assert (tmp_path / "out" / "grad_variance.png").exists()
 
 

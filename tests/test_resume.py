@@ -68,6 +68,8 @@ def _train_losses(run_dir: Path) -> dict[int, str]:
 def _final(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics.pop("changes_on_resume", None)  # the resumed run's record of the test's pause callback
+    for timing in ("train_seconds", "evaluation_seconds"):  # what the runs took: not bit for bit
+        assert metrics.pop(timing) > 0
     metrics["checkpoint"] = Path(metrics["checkpoint"]).relative_to(run_dir).as_posix()
     return metrics
 
@@ -181,6 +183,25 @@ def test_a_moved_run_directory_resumes_in_its_new_place_and_keeps_one_last_ckpt(
         assert json.loads((second / "metrics.json").read_text())["last_step"] == step
     assert not first.exists()  # nothing written where the run used to be
     assert not list((second / "checkpoints").glob("last-v*.ckpt"))
+
+
+def test_a_resumed_runs_train_seconds_add_to_the_time_its_checkpoint_recorded(tmp_path):
+    # metrics.json's train_seconds is what all the run's steps and validations took, over every
+    # resume (Lightning's Timer callback, its state in the checkpoints): a table's compute.
+    run = tmp_path / "run"
+    started = time.perf_counter()
+    _finish(_train("logger=csv", "trainer.max_epochs=1", f"hydra.run.dir={run}", cwd=tmp_path))
+    first = json.loads((run / "metrics.json").read_text())["train_seconds"]
+    assert 0 < first < time.perf_counter() - started
+    last = run / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert 0 < checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"] <= first
+    checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"] = 10_000.0  # as if the first epoch took that
+    torch.save(checkpoint, last)
+    started = time.perf_counter()
+    _finish(_train("logger=csv", "trainer.max_epochs=2", f"ckpt_path={last}", cwd=tmp_path))
+    total = json.loads((run / "metrics.json").read_text())["train_seconds"]
+    assert 10_000 < total < 10_000 + time.perf_counter() - started
 
 
 def test_a_finished_runs_last_checkpoint_holds_its_final_step(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -116,6 +117,7 @@ def _final_numbers(run: Run) -> dict[str, Any]:
     """Validation and test numbers of the best checkpoint (the k-sample bound as vae.evaluate
     computes it), and what a table needs to say how they were made."""
     cfg, datamodule, system, trainer = run.cfg, run.datamodule, run.system, run.trainer
+    started = time.perf_counter()
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
     best = best or None  # fast_dev_run saves nothing: evaluate the weights in memory
@@ -138,7 +140,11 @@ def _final_numbers(run: Run) -> dict[str, Any]:
         decoder_passes=system.model.decoder_passes,
         seed=cfg.seed,
         hardware=_hardware(trainer),
+        evaluation_seconds=round(time.perf_counter() - started, 1),  # this final validation and test
     )
+    timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
+    if timers:  # all the training's steps and validations, over every resume: what the run cost
+        metrics["train_seconds"] = round(timers[0].time_elapsed("train"), 1)
     if cfg.get("changes_on_resume"):
         metrics["changes_on_resume"] = OmegaConf.to_container(cfg.changes_on_resume)
     return metrics

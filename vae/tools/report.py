@@ -404,6 +404,7 @@ def results_table(
         "Mean ± std over seeds, nats per image, on the test images of the configuration's data, from the"
         " checkpoint the checkpoint column names; −ELBO with exact (one-hot, binary) samples, IW bound with"
         " k importance samples; the estimator with its decoder passes per image and step.",
+        *compute_line(runs),
         "",
         "| configuration | estimator (passes) | steps | epochs | checkpoint | test −ELBO | test IW bound"
         + "".join(f" | {title}" for _, title in extra)
@@ -425,6 +426,29 @@ def results_table(
             f" | {'; '.join(row['hardware']) or '–'} |" + (f" {row.get('chosen') or '–'} |" if chosen else "")
         )
     return "\n".join(lines) + "\n" + "".join("\n" + t for t in paper_tables(rows, planned_cells(sweep_dirs)))
+
+
+def compute_line(runs: list[RunRecord]) -> list[str]:
+    """What the finished runs of the directories cost (every value a search tried, every seed):
+    the sum of their train_seconds (steps and validations over every resume; vae/run/fit.py) and
+    evaluation_seconds, each run one process, and on what; the runs that predate the record are
+    counted apart, not guessed."""
+    finished = [r for r in runs if "last_step" in r.metrics]
+    timed = [r for r in finished if "train_seconds" in r.metrics]
+    if not timed:
+        return []
+    seconds = sum(r.metrics["train_seconds"] + r.metrics.get("evaluation_seconds", 0.0) for r in timed)
+    hardware = sorted({r.metrics["hardware"] for r in timed if "hardware" in r.metrics})
+    untimed = len(finished) - len(timed)
+    return [
+        f"Compute: {len(timed)} runs took {seconds / 3600:.1f} hours of training and evaluation together"
+        f" (each its own process; {'; '.join(hardware) or 'hardware not recorded'})"
+        + (
+            f"; {untimed} more run{'s' * (untimed > 1)} finished before runs recorded their time."
+            if untimed
+            else "."
+        )
+    ]
 
 
 def planned_cells(sweep_dirs: list[Path]) -> list[dict]:
