@@ -83,6 +83,8 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
     _job(first, 0, ["model.estimator=arm", "seed=0"], _metrics(100.0, 0, "arm") | timed, csv_rows=rows)
     _job(second, 0, ["model.estimator=disarm", "seed=0"], _metrics(99.0, 0), csv_rows=rows)
     _job(second, 1, ["model.estimator=reinforce", "seed=0"], _metrics(130.0, 0, "reinforce") | timed)
+    partly = timed | {"train_seconds_untimed_steps": 10000}
+    _job(second, 2, ["model.estimator=nvil", "seed=0"], _metrics(120.0, 0, "nvil") | partly)
     readme = tmp_path / "README.md"
     blocks = (
         "<!-- results:begin -->\nold\n<!-- results:end -->\n<!-- other:begin -->\nx\n<!-- other:end -->\n"
@@ -95,9 +97,10 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
     assert "| arm (2) |" in arm_row and "| 105.00 |" in arm_row  # the last epoch's mean train -ELBO
     assert "| 0.25 |" in arm_row  # the last gradient variance
     # What the table cost: the two timed runs' 2 x 2 hours; the disarm run predates the record.
+    # A run that went on from a checkpoint of before the record counts with the untimed ones.
     assert (
         "Compute: 2 runs took 4.0 hours of training and evaluation together (each its own process; CPU);"
-        " 1 more run finished before runs recorded their time." in text
+        " 2 more runs did not record all their time" in text
     )
     assert (tmp_path / "out" / "grad_variance.png").exists()
 

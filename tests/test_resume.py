@@ -200,8 +200,16 @@ def test_a_resumed_runs_train_seconds_add_to_the_time_its_checkpoint_recorded(tm
     torch.save(checkpoint, last)
     started = time.perf_counter()
     _finish(_train("logger=csv", "trainer.max_epochs=2", f"ckpt_path={last}", cwd=tmp_path))
-    total = json.loads((run / "metrics.json").read_text())["train_seconds"]
-    assert 10_000 < total < 10_000 + time.perf_counter() - started
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 10_000 < metrics["train_seconds"] < 10_000 + time.perf_counter() - started
+    assert "train_seconds_untimed_steps" not in metrics
+    # A checkpoint written before runs kept their time: the steps it holds are said to be untimed.
+    checkpoint = torch.load(last, weights_only=True)
+    del checkpoint["callbacks"]["Timer"]
+    torch.save(checkpoint, last)
+    _finish(_train("logger=csv", "trainer.max_epochs=3", f"ckpt_path={last}", cwd=tmp_path))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train_seconds_untimed_steps"] == 36 and 0 < metrics["train_seconds"] < 10_000
 
 
 def test_a_finished_runs_last_checkpoint_holds_its_final_step(tmp_path):

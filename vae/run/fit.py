@@ -45,6 +45,7 @@ class Run:
     trainer: L.Trainer
     loggers: list[Logger]
     output_dir: Path
+    untimed_steps: int = 0  # resumed from a checkpoint that predates the Timer: its steps' time is unknown
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -85,7 +86,9 @@ def prepare(cfg: DictConfig) -> Run:
     loggers = [instantiate_node(cfg, f"logger.{name}") for name in (cfg.get("logger") or {})]
     callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks]
     trainer = build_trainer(cfg, loggers, callbacks)
-    return Run(cfg, datamodule, system, trainer, loggers, output_dir)
+    timed = checkpoint is None or any(key.startswith("Timer") for key in checkpoint.get("callbacks") or {})
+    untimed_steps = 0 if timed else int(checkpoint["global_step"])
+    return Run(cfg, datamodule, system, trainer, loggers, output_dir, untimed_steps)
 
 
 def fit_and_test(run: Run) -> dict[str, Any]:
@@ -145,6 +148,8 @@ def _final_numbers(run: Run) -> dict[str, Any]:
     timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
     if timers:  # all the training's steps and validations, over every resume: what the run cost
         metrics["train_seconds"] = round(timers[0].time_elapsed("train"), 1)
+        if run.untimed_steps:  # ...but for the steps of a checkpoint written before runs kept the time
+            metrics["train_seconds_untimed_steps"] = run.untimed_steps
     if cfg.get("changes_on_resume"):
         metrics["changes_on_resume"] = OmegaConf.to_container(cfg.changes_on_resume)
     return metrics

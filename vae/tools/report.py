@@ -431,10 +431,14 @@ def results_table(
 def compute_line(runs: list[RunRecord]) -> list[str]:
     """What the finished runs of the directories cost (every value a search tried, every seed):
     the sum of their train_seconds (steps and validations over every resume; vae/run/fit.py) and
-    evaluation_seconds, each run one process, and on what; the runs that predate the record are
-    counted apart, not guessed."""
+    evaluation_seconds, each run one process, and on what; the runs that predate the record, or
+    resumed from a checkpoint that does, are counted apart, not guessed."""
     finished = [r for r in runs if "last_step" in r.metrics]
-    timed = [r for r in finished if "train_seconds" in r.metrics]
+    timed = [
+        r
+        for r in finished
+        if "train_seconds" in r.metrics and not r.metrics.get("train_seconds_untimed_steps")
+    ]
     if not timed:
         return []
     seconds = sum(r.metrics["train_seconds"] + r.metrics.get("evaluation_seconds", 0.0) for r in timed)
@@ -444,7 +448,8 @@ def compute_line(runs: list[RunRecord]) -> list[str]:
         f"Compute: {len(timed)} runs took {seconds / 3600:.1f} hours of training and evaluation together"
         f" (each its own process; {'; '.join(hardware) or 'hardware not recorded'})"
         + (
-            f"; {untimed} more run{'s' * (untimed > 1)} finished before runs recorded their time."
+            f"; {untimed} more run{'s' * (untimed > 1)} did not record all their time (they, or the"
+            " checkpoints they went on from, predate the record)."
             if untimed
             else "."
         )
