@@ -185,18 +185,16 @@ def ladders(jobs: list[Job], rungs: list[int], keep: int, keys: list[str] | None
     """One Ladder per configuration. With `keys`, each configuration's candidates include every
     value of the keys its jobs' sweeps launch (sweep_grid), started or not."""
     grouped: dict[str, dict[tuple[str, ...], list[Job]]] = {}
+    grids: dict[Path | None, list[tuple[str, ...]]] = {}
     for job in jobs:
-        grouped.setdefault(job.configuration, {})
-    if keys:
-        grids: dict[Path, list[tuple[str, ...]]] = {}
-        for job in jobs:
+        candidates = grouped.setdefault(job.configuration, {})
+        if keys:
             sweep_dir = sweep_dir_of(job.path)
-            if sweep_dir is not None and sweep_dir not in grids:
-                grids[sweep_dir] = sweep_grid(sweep_dir, keys) or []
-            for values in grids.get(sweep_dir, []) if sweep_dir is not None else []:
-                grouped[job.configuration].setdefault(values, [])
-    for job in jobs:
-        grouped[job.configuration].setdefault(job.values, []).append(job)
+            if sweep_dir not in grids:
+                grids[sweep_dir] = (sweep_grid(sweep_dir, keys) if sweep_dir else None) or []
+            for values in grids[sweep_dir]:
+                candidates.setdefault(values, [])
+        candidates.setdefault(job.values, []).append(job)
     return {c: Ladder(candidates, rungs, keep) for c, candidates in grouped.items()}
 
 
