@@ -80,7 +80,8 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
         {"step": 29, "epoch": 1, "train/neg_elbo": 100.0, "train/encoder_grad_variance": 0.25},
     ]
     timed = {"train_seconds": 5400.0, "evaluation_seconds": 1800.0}
-    _job(first, 0, ["model.estimator=arm", "seed=0"], _metrics(100.0, 0, "arm") | timed, csv_rows=rows)
+    kl = {"test/kl": 21.5}
+    _job(first, 0, ["model.estimator=arm", "seed=0"], _metrics(100.0, 0, "arm") | timed | kl, csv_rows=rows)
     _job(second, 0, ["model.estimator=disarm", "seed=0"], _metrics(99.0, 0), csv_rows=rows)
     _job(second, 1, ["model.estimator=reinforce", "seed=0"], _metrics(130.0, 0, "reinforce") | timed)
     partly = timed | {"train_seconds_untimed_steps": 10000}
@@ -95,6 +96,7 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
     assert "old" in text and "\nx\n" not in text  # only the named block was replaced
     (arm_row,) = [line for line in text.splitlines() if line.startswith("| model.estimator=arm |")]
     assert "| arm (2) |" in arm_row and "| 105.00 |" in arm_row  # the last epoch's mean train -ELBO
+    assert "| 100.00 | 21.50 | 105.00 |" in arm_row  # the test KL after the IW bound
     assert "| 0.25 |" in arm_row  # the last gradient variance
     # What the table cost: the two timed runs' 2 x 2 hours; the disarm run predates the record.
     # A run that went on from a checkpoint of before the record counts with the untimed ones.

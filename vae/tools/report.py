@@ -385,11 +385,12 @@ def _joined(values: list) -> str:
 def results_table(
     rows: list[dict], runs: list[RunRecord], sweep_dirs: list[Path], block: str = "results"
 ) -> str:
-    """The README's results: measured beside published, with what the runs were; the train -ELBO
-    and the encoder gradient's variance when the runs logged them."""
+    """The README's results: measured beside published, with what the runs were; the test KL, the
+    train -ELBO and the encoder gradient's variance when the runs logged them."""
     extra = [
         (key, title)
         for key, title in (
+            ("test/kl", "test KL"),  # near 0: the posterior collapsed onto the prior
             ("train_last_epoch", "train −ELBO (last epoch)"),
             ("train_set/neg_elbo_best", "best train-set −ELBO"),
             ("grad_variance", "encoder grad variance (last)"),
