@@ -209,11 +209,11 @@ def sweep_dir_of(job_dir: Path, depth: int = 3) -> Path | None:
     return None
 
 
-def sweep_grid(sweep_dir: Path, keys: list[str]) -> list[tuple[str, ...]] | None:
-    """The values of `keys` the sweep in `sweep_dir` launches, as its jobs' overrides spell them
-    ("1.0e-5" on the command line is "1e-05" there): from its multirun.yaml, the sweeper's params
-    then the command line (the later wins), parsed by Hydra's override parser. None if the sweep
-    recorded no multirun.yaml; a key it does not set has the value ''."""
+def swept_values(sweep_dir: Path) -> dict[str, list[str]] | None:
+    """Each key the sweep in `sweep_dir` sets (a config group without its '+'), with the values it
+    launches as its jobs' overrides spell them ("1.0e-5" on the command line is "1e-05" there): from
+    its multirun.yaml, the sweeper's params then the command line (the later wins), parsed by
+    Hydra's override parser as its BasicSweeper parses them. None if it recorded no multirun.yaml."""
     path = Path(sweep_dir) / MULTIRUN_FILE
     if not path.is_file():
         return None
@@ -227,6 +227,15 @@ def sweep_grid(sweep_dir: Path, keys: list[str]) -> list[tuple[str, ...]] | None
             given[override.key_or_group] = list(override.sweep_string_iterator())
         else:
             given[override.key_or_group] = [override.get_value_element_as_str()]
+    return given
+
+
+def sweep_grid(sweep_dir: Path, keys: list[str]) -> list[tuple[str, ...]] | None:
+    """The values of `keys` the sweep in `sweep_dir` launches (swept_values), every combination;
+    a key it does not set has the value ''. None if it recorded no multirun.yaml."""
+    given = swept_values(sweep_dir)
+    if given is None:
+        return None
     return list(itertools.product(*(given.get(key, [""]) for key in keys)))
 
 

@@ -39,6 +39,7 @@ from vae.run.selection import (
     ladders,
     override_key,
     selection_rungs,
+    swept_values,
     values_of,
 )
 
@@ -459,21 +460,16 @@ def compute_line(runs: list[RunRecord]) -> list[str]:
 
 def planned_cells(sweep_dirs: list[Path]) -> list[dict]:
     """The `published` nodes of the config-group options a sweep was launched over (its
-    multirun.yaml's sweeper params, e.g. +jang2017_table1=bernoulli_sf,...), so that a paper
+    multirun.yaml's sweeper params and command line, e.g. +jang2017_table1=bernoulli_sf,...), so that a paper
     table shows the cells no run has reached yet, with their published numbers."""
     planned = []
     for sweep_dir in sweep_dirs:
-        multirun = sweep_dir / "multirun.yaml"
-        if not multirun.exists():
-            continue
-        hydra = (yaml.safe_load(multirun.read_text()) or {}).get("hydra") or {}
-        params = (hydra.get("sweeper") or {}).get("params") or {}
-        for key, options in params.items():
-            group = CONFIGS / str(key).lstrip("+")
+        for group_name, options in (swept_values(sweep_dir) or {}).items():
+            group = CONFIGS / group_name
             if not group.is_dir():
                 continue
-            for option in str(options).split(","):
-                option_file = group / f"{option.strip()}.yaml"
+            for option in options:
+                option_file = group / f"{option}.yaml"
                 if option_file.exists():
                     published = (yaml.safe_load(option_file.read_text()) or {}).get("published") or {}
                     if {"table", "row", "column"} <= set(published):
