@@ -195,7 +195,10 @@ def test_a_resumed_runs_train_seconds_add_to_the_time_its_checkpoint_recorded(tm
     assert 0 < first < time.perf_counter() - started
     last = run / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
-    assert 0 < checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"] <= first
+    # last.ckpt is written as fitting ends: its time is the run's. (Evaluating the best checkpoint
+    # restores that checkpoint's Timer too; read after it, the time had the best's added again.)
+    at_the_end = checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"]
+    assert at_the_end - 0.1 <= first < 1.5 * at_the_end
     checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"] = 10_000.0  # as if the first epoch took that
     torch.save(checkpoint, last)
     started = time.perf_counter()

@@ -105,7 +105,12 @@ def fit_and_test(run: Run) -> dict[str, Any]:
         for logger in run.loggers:
             logger.log_hyperparams(resolved)
         trainer.fit(system, datamodule=run.datamodule, ckpt_path=cfg.ckpt_path)
+        train_seconds = _train_seconds(trainer)  # now: evaluating the best checkpoint restores its Timer
         metrics = _final_numbers(run)
+        if train_seconds is not None:  # all the training's steps and validations, over every resume
+            metrics["train_seconds"] = train_seconds
+            if run.untimed_steps:  # ...but for the steps of a checkpoint written before runs kept the time
+                metrics["train_seconds_untimed_steps"] = run.untimed_steps
         if trainer.is_global_zero:
             (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     finally:
@@ -114,6 +119,13 @@ def fit_and_test(run: Run) -> dict[str, Any]:
     if trainer.is_global_zero:
         print(f"Run directory: {output_dir.resolve()}", flush=True)
     return metrics
+
+
+def _train_seconds(trainer: L.Trainer) -> float | None:
+    """The Timer callback's training time (its steps and validations, plus what the checkpoint it
+    resumed from had recorded); None without a Timer."""
+    timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
+    return round(timers[0].time_elapsed("train"), 1) if timers else None
 
 
 def _final_numbers(run: Run) -> dict[str, Any]:
@@ -145,11 +157,6 @@ def _final_numbers(run: Run) -> dict[str, Any]:
         hardware=_hardware(trainer),
         evaluation_seconds=round(time.perf_counter() - started, 1),  # this final validation and test
     )
-    timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
-    if timers:  # all the training's steps and validations, over every resume: what the run cost
-        metrics["train_seconds"] = round(timers[0].time_elapsed("train"), 1)
-        if run.untimed_steps:  # ...but for the steps of a checkpoint written before runs kept the time
-            metrics["train_seconds_untimed_steps"] = run.untimed_steps
     if cfg.get("changes_on_resume"):
         metrics["changes_on_resume"] = OmegaConf.to_container(cfg.changes_on_resume)
     return metrics
