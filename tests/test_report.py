@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from vae.run.lock import hold_run_directory
 from vae.tools.report import collect, paper_tables, planned_cells, report, summarize
 
 
@@ -126,8 +127,12 @@ def test_a_table_of_the_best_training_set_elbo_shows_each_runs_minimum_and_where
         }
         rows = [{"step": step, "epoch": step // 2084, "train_set/neg_elbo": v} for step, v in curve]
         _job(sweep, num, [f"+relax_table={column}"], _metrics(100.0, 0), cell, csv_rows=rows)
-    (sweep / "1" / "metrics.json").unlink()  # rebar is still training
-    (table,) = paper_tables(summarize(collect(sweep)))
+    (sweep / "1" / "metrics.json").unlink()  # rebar is not finished
+    with hold_run_directory(sweep / "1"):  # a process trains it now
+        (table,) = paper_tables(summarize(collect(sweep)))
     lines = table.splitlines()
     assert lines[2] == "| MNIST model | nvil | rebar |"
     assert lines[4] == "| linear one-layer | 112.00 (112.5) | running: 125.00 at step 41680 (111.6) |"
+    (table,) = paper_tables(summarize(collect(sweep)))  # its process has ended: stopped, to go on
+    stopped = "| linear one-layer | 112.00 (112.5) | stopped: 125.00 at step 41680 (111.6) |"
+    assert table.splitlines()[4] == stopped

@@ -17,6 +17,7 @@ from PIL import Image
 
 import vae
 from conftest import CONFIGS, REPO, child_env
+from vae.run.lock import hold_run_directory
 from vae.run.wandb_records import read_records
 from vae.tools.report import collect, report, summarize
 
@@ -127,12 +128,17 @@ def test_a_failing_job_is_recorded_and_the_others_run_and_csv_runs_are_read(work
     (sweep / "2" / ".hydra").mkdir(parents=True)  # a job that has started and not finished
     (sweep / "2" / ".hydra" / "overrides.yaml").write_text("- tau=constant\n- tau.tau0=2.0\n")
 
+    # No process holds job 2's run lock: it was stopped (killed, preempted), not running.
     runs = {run.path.name: run for run in collect(sweep)}
-    assert [runs[j].status for j in "012"] == ["failed", "done", "running"]
+    assert [runs[j].status for j in "012"] == ["failed", "done", "stopped"]
     assert runs["1"].tau_curve == {0: 0.5, 1: 0.5, 2: 0.5}  # read from csv/metrics.csv
     text = report(sweep)["table"].read_text()
     assert "**failed**: ConfigError: tau.tau0=-1 is not allowed" in text
-    assert "**running** (no metrics.json yet)" in text
+    assert "**stopped**: the sweep's command, run again, goes on with it" in text
+    with hold_run_directory(sweep / "2"):  # a run writing there now (the lock a job holds)
+        assert {run.path.name: run.status for run in collect(sweep)}["2"] == "running"
+        assert "**running** (no metrics.json yet)" in report(sweep)["table"].read_text()
+    assert {run.path.name: run.status for run in collect(sweep)}["2"] == "stopped"
 
 
 def test_report_of_a_folder_without_runs_is_one_message(tmp_path):

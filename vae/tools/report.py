@@ -1,7 +1,8 @@
 """python -m vae.report SWEEP_DIR: one table and three plots for a sweep of train.py runs.
 
 Collects every job under SWEEP_DIR (a folder holding `.hydra/overrides.yaml`): its overrides,
-its status (done: metrics.json; failed: failed.json; else running or killed), its final
+its status (done: metrics.json; failed: failed.json; else running, when a process holds its run
+lock, or stopped: killed or preempted, to go on when its command is run again), its final
 val/test numbers, and its curves (val -ELBO and tau over steps) from the CSV log or, failing
 that, the W&B run file. Runs are grouped into configurations by their overrides less the seed.
 
@@ -32,6 +33,7 @@ import yaml
 from hydra.errors import InstantiationException
 
 from vae.config import CONFIG_DIR, build
+from vae.run.lock import held_by_a_process
 from vae.run.selection import (
     Job,
     configuration_of,
@@ -50,6 +52,7 @@ CONFIGS = CONFIG_DIR  # where a sweep's config groups live
 REPORTED = ("test/neg_elbo", "test/nll_iw", "val/neg_elbo", "test/neg_elbo_relaxed", "test/kl", "epochs")
 CURVES = ("val/neg_elbo", "train/tau", "train/neg_elbo", "train/encoder_grad_variance", "train_set/neg_elbo")
 # Numbers taken from a curve rather than from metrics.json: name -> (curve, its best is its min).
+UNFINISHED = ("running", "stopped")
 FROM_CURVES = {"train_set/neg_elbo_best": "train_set/neg_elbo"}  # the RELAX paper's "highest training ELBO"
 
 
@@ -59,7 +62,7 @@ class RunRecord:
 
     path: Path
     overrides: list[str]
-    status: str  # done | failed | running
+    status: str  # done | failed | running (a process holds its lock) | stopped (none does)
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
     curves: dict[str, dict[int, float]] = field(default_factory=dict)  # metric -> {step: value}
@@ -206,6 +209,8 @@ def load_run(path: Path) -> RunRecord:
     elif (path / "failed.json").exists():
         failure = json.loads((path / "failed.json").read_text())
         run.status, run.error = "failed", f"{failure['error']}: {failure['message']}"
+    elif not held_by_a_process(path):
+        run.status = "stopped"
     csv_log = path / "csv" / "metrics.csv"
     wandb_runs = sorted(
         path.glob("wandb/*run-*/run-*.wandb"), key=lambda p: p.parent.name.split("run-", 1)[1]
@@ -318,7 +323,7 @@ def summarize(runs: list[RunRecord]) -> list[dict]:
             "first_job": first_job,  # the configurations' order in the sweeps
             "done": len(done),
             "failed": sum(r.status == "failed" for r in members),
-            "running": sum(r.status == "running" for r in members),
+            "unfinished": sum(r.status in UNFINISHED for r in members),
             "seeds": sorted(r.metrics.get("seed") for r in done),
             "published": members[0].published,
             "hardware": sorted({r.metrics["hardware"] for r in done if "hardware" in r.metrics}),
@@ -345,11 +350,12 @@ def summarize(runs: list[RunRecord]) -> list[dict]:
             row[key] = _mean_std([r.metrics[key] for r in done if key in r.metrics])
         for key, curve in FROM_CURVES.items():
             row[key] = _mean_std([v for r in done if not math.isnan(v := r.best(curve))])
-            # A long run still training: how far it has come, and its best so far.
+            # A long run not finished (training, or stopped to go on later): how far it has come,
+            # and its best so far.
             row[f"{key} so far"] = [
-                (r.last_step(), v)
+                (r.status, r.last_step(), v)
                 for r in members
-                if r.status == "running" and not math.isnan(v := r.best(curve))
+                if r.status in UNFINISHED and not math.isnan(v := r.best(curve))
             ]
         rows.append(row)
 
@@ -510,8 +516,9 @@ def paper_tables(rows: list[dict], planned: list[dict] = ()) -> list[str]:
                     continue
                 measured = _cell(cell[metric]) if metric in cell else "–"
                 if measured == "–" and cell.get(f"{metric} so far"):  # not finished: where it is
-                    measured = "running: " + ", ".join(
-                        f"{value:.2f} at step {step}" for step, value in cell[f"{metric} so far"]
+                    measured = ", ".join(
+                        f"{status}: {value:.2f} at step {step}"
+                        for status, step, value in cell[f"{metric} so far"]
                     )
                 parts.append(f"{measured} ({cell['published'].get('value')})")
             lines.append(f"| {row_name} | " + " | ".join(parts) + " |")
@@ -540,7 +547,7 @@ def markdown(rows: list[dict], runs: list[RunRecord], sweep_dir: Path) -> str:
         f"Settings shared by every run: `{' '.join(shared_overrides(runs)) or '(none)'}`",
         "",
         "| configuration | checkpoint | test −ELBO | test IW bound | published | val −ELBO"
-        " | test −ELBO relaxed | test KL | seeds | done | failed | running |",
+        " | test −ELBO relaxed | test KL | seeds | done | failed | unfinished |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -550,15 +557,22 @@ def markdown(rows: list[dict], runs: list[RunRecord], sweep_dir: Path) -> str:
             f" | {_published(row)} | {_cell(row['val/neg_elbo'])}"
             f" | {_cell(row['test/neg_elbo_relaxed'])} | {_cell(row['test/kl'])}"
             f" | {', '.join(map(str, row['seeds'])) or '–'} | {row['done']} | {row['failed']}"
-            f" | {row['running']} |"
+            f" | {row['unfinished']} |"
         )
     problems = [r for r in runs if r.status != "done"]
     if problems:
         lines += ["", "## Runs not finished", ""]
         for run in problems:
-            detail = f": {run.error}" if run.error else " (no metrics.json yet)"
+            detail = f": {run.error}" if run.error else _unfinished_detail(run)
             lines.append(f"- `{run.path.name}` {' '.join(run.overrides)}: **{run.status}**{detail}")
     return "\n".join(lines) + "\n"
+
+
+def _unfinished_detail(run: RunRecord) -> str:
+    where = f" at step {step}" if (step := run.last_step()) else ""
+    if run.status == "running":
+        return f" (no metrics.json yet; logged up to step {step})" if where else " (no metrics.json yet)"
+    return f"{where}: the sweep's command, run again, goes on with it (from its last.ckpt, if it wrote one)"
 
 
 def _band(curves: list[dict[int, float]]) -> tuple[list[int], list[float], list[float]]:
