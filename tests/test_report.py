@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from vae.run.lock import hold_run_directory
-from vae.tools.report import collect, paper_tables, planned_cells, report, summarize
+from vae.tools.report import collect, compute_line, paper_tables, planned_cells, report, summarize
 
 
 def _job(
@@ -106,6 +106,32 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
         " 2 more runs did not record all their time" in text
     )
     assert (tmp_path / "out" / "grad_variance.png").exists()
+
+
+def test_untimed_runs_are_estimated_at_the_seconds_per_step_their_configuration_measured(tmp_path):
+    # A search over learning rates (selection.keys) and its seeds: a step costs the same at any
+    # rate, so the timed seed-0 run of a cell prices the untimed steps of its other runs.
+    sweep = tmp_path / "sweep"
+    selection = {"selection": {"keys": ["optimizer.lr"]}}
+    hour = {"train_seconds": 3000.0, "evaluation_seconds": 600.0}  # 3 s a step over 1000 steps
+    runs = [
+        (["+cell=a", "optimizer.lr=0.1"], 0, {**hour, "last_step": 1000}),  # timed
+        (["+cell=a", "optimizer.lr=0.01"], 0, {"last_step": 1000}),  # untimed: 3000 s
+        (["+cell=a", "seed=1", "selection.chosen_in=x"], 1, {"train_seconds": 900.0, "last_step": 1000,
+                                                             "train_seconds_untimed_steps": 700}),  # 2100 s
+        (["+cell=b", "optimizer.lr=0.1"], 0, {"last_step": 1000}),  # no timed run of cell b
+    ]  # fmt: skip
+    for num, (overrides, seed, record) in enumerate(runs):
+        _job(sweep, num, overrides, _metrics(100.0, seed) | record)
+        (sweep / str(num) / "config.yaml").write_text(yaml.safe_dump(selection))
+    (line,) = compute_line(collect(sweep))
+    assert line == (
+        "Compute: 1 runs took 1.0 hours of training and evaluation together (each its own process; CPU);"
+        " 3 more runs did not record all their time (they, or the checkpoints they went on from, predate"
+        " the record): about 1.4 hours more of training (an estimate: their untimed steps at the seconds"
+        " per step that the timed runs of their configuration took; 1 with no timed run of their"
+        " configuration not counted)."
+    )
 
 
 def test_a_table_of_the_best_training_set_elbo_shows_each_runs_minimum_and_where_a_running_one_is(tmp_path):

@@ -439,29 +439,70 @@ def results_table(
 def compute_line(runs: list[RunRecord]) -> list[str]:
     """What the finished runs of the directories cost (every value a search tried, every seed):
     the sum of their train_seconds (steps and validations over every resume; vae/run/fit.py) and
-    evaluation_seconds, each run one process, and on what; the runs that predate the record, or
-    resumed from a checkpoint that does, are counted apart, not guessed."""
+    evaluation_seconds, each run one process, and on what. The runs that predate the record, or
+    resumed from a checkpoint that does, are counted apart: their untimed steps are estimated at
+    the seconds per training step that the timed runs of their configuration measured (labelled
+    an estimate), or said to be unknown where no run of it was timed."""
     finished = [r for r in runs if "last_step" in r.metrics]
-    timed = [
-        r
-        for r in finished
-        if "train_seconds" in r.metrics and not r.metrics.get("train_seconds_untimed_steps")
-    ]
-    if not timed:
+    timed = [r for r in finished if "train_seconds" in r.metrics and not _untimed_steps(r)]
+    if not finished:
         return []
     seconds = sum(r.metrics["train_seconds"] + r.metrics.get("evaluation_seconds", 0.0) for r in timed)
-    hardware = sorted({r.metrics["hardware"] for r in timed if "hardware" in r.metrics})
-    untimed = len(finished) - len(timed)
-    return [
+    hardware = sorted({r.metrics["hardware"] for r in finished if "hardware" in r.metrics})
+    line = (
         f"Compute: {len(timed)} runs took {seconds / 3600:.1f} hours of training and evaluation together"
         f" (each its own process; {'; '.join(hardware) or 'hardware not recorded'})"
-        + (
-            f"; {untimed} more run{'s' * (untimed > 1)} did not record all their time (they, or the"
-            " checkpoints they went on from, predate the record)."
-            if untimed
-            else "."
+    )
+    untimed = [r for r in finished if r not in timed]
+    if not untimed:
+        return [line + "."]
+    if not timed:
+        return [
+            f"Compute: not recorded by the {len(untimed)} runs here (they, or the checkpoints they went on"
+            f" from, predate the record; {'; '.join(hardware) or 'hardware not recorded'})."
+        ]
+    rates: dict[tuple[str, ...], list[float]] = defaultdict(list)  # seconds per step, by configuration
+    for r in timed:
+        if r.metrics["last_step"] > 0:
+            rates[_cost_key(r)].append(r.metrics["train_seconds"] / r.metrics["last_step"])
+    estimated, unknown = 0.0, 0
+    for r in untimed:
+        if rates.get(_cost_key(r)):
+            estimated += statistics.median(rates[_cost_key(r)]) * _untimed_steps(r)
+        else:
+            unknown += 1
+    line += (
+        f"; {len(untimed)} more run{'s' * (len(untimed) > 1)} did not record all their time (they, or the"
+        " checkpoints they went on from, predate the record)"
+    )
+    if unknown < len(untimed):
+        line += (
+            f": about {estimated / 3600:.1f} hours more of training (an estimate: their untimed steps at"
+            " the seconds per step that the timed runs of their configuration took"
+            + (f"; {unknown} with no timed run of their configuration not counted" if unknown else "")
+            + ")"
         )
-    ]
+    return [line + "."]
+
+
+def _untimed_steps(run: RunRecord) -> int:
+    """The steps of a finished run that its train_seconds leaves out (all of them without it)."""
+    if "train_seconds" not in run.metrics:
+        return int(run.metrics["last_step"])
+    return int(run.metrics.get("train_seconds_untimed_steps") or 0)
+
+
+def _cost_key(run: RunRecord) -> tuple[str, ...]:
+    """What sets a run's cost per step: its overrides less its seed and the values its selection
+    chose among (a learning rate does not change what a step computes)."""
+    chosen = set((run.selection or {}).get("keys") or [])
+    return tuple(
+        sorted(
+            o
+            for o in run.overrides
+            if _key(o) not in SEED_KEYS and _key(o) not in chosen and not _key(o).startswith("selection.")
+        )
+    )
 
 
 def planned_cells(sweep_dirs: list[Path]) -> list[dict]:
