@@ -6,7 +6,9 @@ from pathlib import Path
 import yaml
 
 from vae.run.lock import hold_run_directory
-from vae.tools.report import collect, compute_line, paper_tables, planned_cells, report, summarize
+from vae.tools.report import report
+from vae.tools.report.runs import collect
+from vae.tools.report.tables import compute_line, paper_tables, planned_cells, summarize
 
 
 def _job(

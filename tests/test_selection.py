@@ -12,7 +12,8 @@ import yaml
 
 from conftest import REPO, child_env
 from vae.run.selection import Job, Ladder, _ladders_of, plan_job, sweep_grid
-from vae.tools.report import collect, selected_rows
+from vae.tools.report.runs import collect
+from vae.tools.report.tables import selected_rows
 
 SELECT = [
     "selection.keys=[optimizer.lr]",

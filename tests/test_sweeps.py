@@ -19,7 +19,9 @@ import vae
 from conftest import CONFIGS, REPO, child_env
 from vae.run.lock import hold_run_directory
 from vae.run.wandb_records import read_records
-from vae.tools.report import collect, report, summarize
+from vae.tools.report import report
+from vae.tools.report.runs import collect
+from vae.tools.report.tables import summarize
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""python -m vae.report: the command's name; the tool is vae/tools/report.py."""
+"""python -m vae.report: the command's name; the tool is vae/tools/report/ (its __init__.py)."""
 
 from vae.tools.report import main
 
