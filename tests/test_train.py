@@ -14,6 +14,7 @@ import vae.run
 from vae.checkpoint import read_checkpoint
 from vae.data import SyntheticImages
 from vae.errors import ConfigError, NonFiniteLossError
+from vae.evaluation import latent_health
 from vae.model import VAE
 from vae.temperature import ExponentialTemperature
 from vae.training import VAETraining
@@ -150,6 +151,13 @@ def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(
     assert recon.shape == kl.shape == (500,)
     assert kl.mean().item() == pytest.approx(metrics["test/kl"], rel=1e-5)
     assert recon.mean().item() == pytest.approx(metrics["test/recon"], rel=1e-5)
+    # The latent's health on the test images, its numbers (not its per-variable lists), as
+    # vae.evaluate computes it from the checkpoint.
+    health = latent_health(model, [data.test_images])
+    numbers = {name: value for name, value in health.items() if not isinstance(value, list)}
+    assert {"latent/perplexity_mean", "latent/ignored_variables"} <= set(numbers)
+    assert {name: metrics[name] for name in numbers} == pytest.approx(numbers, rel=1e-5)
+    assert "latent/perplexity" in health and "latent/perplexity" not in metrics
     # Without that generator, another draw: the numbers then agree only within Monte Carlo error.
     with torch.no_grad():
         q = model.encode(data.test_images)

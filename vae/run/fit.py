@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vae import compat
 from vae.checkpoint import read_checkpoint, run_config
 from vae.config import instantiate_node
-from vae.data import BinarizedImages
-from vae.evaluation import test_set_bounds
+from vae.data import BinarizedImages, TensorBatches
+from vae.evaluation import latent_health, test_set_bounds
 from vae.run.build import build_checked, build_trainer
 from vae.run.cadence import validate_often_enough, validation_cadence
 from vae.run.checkpointing import remove_temporary_files
@@ -142,6 +142,8 @@ def _final_numbers(run: Run) -> dict[str, Any]:
         metrics.update(trainer.test(system, datamodule=datamodule, ckpt_path=best)[0])
         if cfg.iw_samples and trainer.is_global_zero:  # trainer.test left the best weights in system
             metrics.update(_importance_weighted_test(run, best, metrics))
+        if trainer.is_global_zero:
+            metrics.update(_latent_health(run))
     metrics.update(
         checkpoint=best,
         global_step=system.weights_step,
@@ -186,6 +188,15 @@ def _importance_weighted_test(run: Run, best: str | None, metrics: dict[str, Any
     for logger in run.loggers:
         logger.log_metrics(bounds, step=run.system.weights_step)
     return bounds
+
+
+def _latent_health(run: Run) -> dict[str, Any]:
+    """Whether the best weights use their latent, on the test images, as vae.evaluate reports it
+    (Latent.health: active bits, units or variables): its numbers, not its per-coordinate lists."""
+    model = run.system.model
+    images = run.datamodule.test_images.to(next(model.parameters()).device)
+    health = latent_health(model, TensorBatches(images, run.cfg.data.eval_batch_size))
+    return {name: value for name, value in health.items() if isinstance(value, int | float)}
 
 
 def _hardware(trainer: L.Trainer) -> str:
