@@ -14,10 +14,7 @@ from hydra.errors import InstantiationException
 
 from vae.config import build
 from vae.run.lock import held_by_a_process
-from vae.run.selection import override_key
-
-SEED_KEYS = ("seed",)
-IGNORED_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir")  # where a run was, not what it was
+from vae.run.selection import SEED_KEYS, WHERE_KEYS, override_key
 
 CURVES = ("val/neg_elbo", "train/tau", "train/neg_elbo", "train/encoder_grad_variance", "train_set/neg_elbo")
 UNFINISHED = ("running", "stopped")  # the statuses of a run without metrics.json
@@ -202,7 +199,7 @@ def collect(*sweep_dirs: Path) -> list[RunRecord]:
             o
             for o in run.overrides
             if o not in shared
-            and override_key(o) not in SEED_KEYS + IGNORED_KEYS
+            and override_key(o) not in SEED_KEYS + WHERE_KEYS
             and not override_key(o).startswith("selection.")
         ]
         run.configuration = " ".join(sorted(varying)) or "(all runs alike)"

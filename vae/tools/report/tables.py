@@ -21,7 +21,7 @@ from vae.run.selection import (
     swept_values,
     values_of,
 )
-from vae.tools.report.runs import SEED_KEYS, UNFINISHED, RunRecord, shared_overrides
+from vae.tools.report.runs import UNFINISHED, RunRecord, shared_overrides
 
 CONFIGS = CONFIG_DIR  # where a sweep's config groups live
 REPORTED = ("test/neg_elbo", "test/nll_iw", "val/neg_elbo", "test/neg_elbo_relaxed", "test/kl", "epochs")
@@ -244,7 +244,7 @@ def compute_line(runs: list[RunRecord]) -> list[str]:
             f"Compute: not recorded by the {len(untimed)} runs here (they, or the checkpoints they went on"
             f" from, predate the record; {'; '.join(hardware) or 'hardware not recorded'})."
         ]
-    rates: dict[tuple[str, ...], list[float]] = defaultdict(list)  # seconds per step, by configuration
+    rates: dict[str, list[float]] = defaultdict(list)  # seconds per step, by configuration
     for r in timed:
         if r.metrics["last_step"] > 0:
             rates[_cost_key(r)].append(r.metrics["train_seconds"] / r.metrics["last_step"])
@@ -275,19 +275,10 @@ def _untimed_steps(run: RunRecord) -> int:
     return int(run.metrics.get("train_seconds_untimed_steps") or 0)
 
 
-def _cost_key(run: RunRecord) -> tuple[str, ...]:
-    """What sets a run's cost per step: its overrides less its seed and the values its selection
-    chose among (a learning rate does not change what a step computes)."""
-    chosen = set((run.selection or {}).get("keys") or [])
-    return tuple(
-        sorted(
-            o
-            for o in run.overrides
-            if (key := override_key(o)) not in SEED_KEYS
-            and key not in chosen
-            and not key.startswith("selection.")
-        )
-    )
+def _cost_key(run: RunRecord) -> str:
+    """What sets a run's cost per step: its configuration less the values its selection chose
+    among (a learning rate does not change what a step computes)."""
+    return configuration_of(run.overrides, (run.selection or {}).get("keys") or [])
 
 
 def planned_cells(sweep_dirs: list[Path]) -> list[dict]:
