@@ -81,6 +81,17 @@ def test_pictures_and_health_are_defined_for_every_latent(name):
 
 
 @pytest.mark.parametrize("name", LATENTS)
+def test_health_counts_the_coordinates_in_use_alike_for_every_latent(name):
+    latent = LATENTS[name]()
+    varying = [_posterior(latent, 200, scale=3.0)]  # every coordinate's parameters vary with x
+    health = latent.health(varying)
+    assert health["latent/coordinates"] == len(latent.coordinate_information(varying))
+    assert health["latent/in_use"] == health["latent/coordinates"]
+    constant = [latent.posterior(torch.randn(1, latent.num_params).expand(200, -1))]  # q the same for all x
+    assert latent.health(constant)["latent/in_use"] == 0
+
+
+@pytest.mark.parametrize("name", LATENTS)
 def test_enumeration_is_exact_where_allowed_and_refused_elsewhere(name):
     latent = LATENTS[name]()
     if latent.num_codes is None:  # continuous

@@ -164,3 +164,30 @@ def test_a_table_of_the_best_training_set_elbo_shows_each_runs_minimum_and_where
     (table,) = paper_tables(summarize(collect(sweep)))  # its process has ended: stopped, to go on
     stopped = "| linear one-layer | 112.00 (112.5) | stopped: 125.00 at step 41680 (111.6) |"
     assert table.splitlines()[4] == stopped
+
+
+def test_the_latent_in_use_column_averages_the_seeds_that_recorded_it_and_names_them(tmp_path):
+    sweep = tmp_path / "sweep"
+
+    def health(in_use: int) -> dict:
+        return {"latent/in_use": in_use, "latent/coordinates": 200}
+
+    _job(sweep, 0, ["model.estimator=arm", "seed=0"], _metrics(100.0, 0, "arm") | health(150))
+    _job(sweep, 1, ["model.estimator=arm", "seed=1"], _metrics(101.0, 1, "arm") | health(160))
+    _job(sweep, 2, ["model.estimator=nvil", "seed=0"], _metrics(110.0, 0, "nvil"))  # predates the record
+    _job(sweep, 3, ["model.estimator=nvil", "seed=1"], _metrics(111.0, 1, "nvil") | health(3))
+    _job(sweep, 4, ["model.estimator=sf", "seed=0"], _metrics(190.0, 0, "sf"))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:begin -->\n<!-- results:end -->\n")
+    report([sweep], out=tmp_path / "out", readme=readme, block="results")
+    lines = readme.read_text().splitlines()
+    (header,) = [line for line in lines if line.startswith("| configuration |")]
+    column = header.split(" | ").index("latent in use")
+
+    def cell(estimator: str) -> str:
+        (row,) = [line for line in lines if line.startswith(f"| model.estimator={estimator} |")]
+        return row.split(" | ")[column]
+
+    assert cell("arm") == "155 ± 7 of 200"  # both seeds: mean ± std
+    assert cell("nvil") == "3 of 200 (seed 1)"  # one of two seeds recorded it: named
+    assert cell("sf") == "–"

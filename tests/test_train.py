@@ -155,7 +155,8 @@ def test_logged_numbers_equal_numbers_computed_by_hand_from_encode_decode_prior(
     # vae.evaluate computes it from the checkpoint.
     health = latent_health(model, [data.test_images])
     numbers = {name: value for name, value in health.items() if not isinstance(value, list)}
-    assert {"latent/perplexity_mean", "latent/ignored_variables"} <= set(numbers)
+    expected = {"latent/in_use", "latent/coordinates", "latent/perplexity_mean", "latent/ignored_variables"}
+    assert expected <= set(numbers)
     assert {name: metrics[name] for name in numbers} == pytest.approx(numbers, rel=1e-5)
     assert "latent/perplexity" in health and "latent/perplexity" not in metrics
     # Without that generator, another draw: the numbers then agree only within Monte Carlo error.

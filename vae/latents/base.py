@@ -207,7 +207,10 @@ class Latent(nn.Module, ABC):
     @abstractmethod
     def health(self, posteriors: Sequence[Distribution]) -> dict[str, Any]:
         """Whether the latent is used, over the images whose posteriors are given:
-        {"latent/<name>": number or list}."""
+        {"latent/<name>": number or list}. Every latent's has "latent/in_use", how many of its
+        "latent/coordinates" carry information about x by its own criterion (active bits,
+        variables that do not ignore x, active units): the number a table compares across
+        latents; the rest is in the latent's own terms."""
 
     def manifold(self, steps: int) -> Tensor | None:
         """Codes (steps^2, *event) on a grid over a 2-D latent's prior, or None (no such picture)."""

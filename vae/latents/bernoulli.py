@@ -171,8 +171,11 @@ class BernoulliLatent(DiscreteLatent):
         information I(x; z_n) below which it ignores the input."""
         _, aggregate = self._aggregate(posteriors)
         mutual_information = self.coordinate_information(posteriors)
+        active_bits = int((mutual_information >= IGNORED_BIT_THRESHOLD).sum())
         return {
-            "latent/active_bits": int((mutual_information >= IGNORED_BIT_THRESHOLD).sum()),
+            "latent/in_use": active_bits,
+            "latent/coordinates": len(mutual_information),
+            "latent/active_bits": active_bits,
             "latent/ignored_bits": int((mutual_information < IGNORED_BIT_THRESHOLD).sum()),
             "latent/firing_rate": aggregate.tolist(),
             "latent/mutual_information": mutual_information.tolist(),

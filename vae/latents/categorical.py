@@ -142,9 +142,12 @@ class CategoricalLatent(DiscreteLatent):
         _, aggregate = self._aggregate(posteriors)
         entropy = -(aggregate * aggregate.clamp_min(1e-30).log()).sum(-1)  # (N,)
         mutual_information = self.coordinate_information(posteriors)
+        ignored = int((mutual_information < IGNORED_VARIABLE_THRESHOLD).sum())
         return {
+            "latent/in_use": len(mutual_information) - ignored,
+            "latent/coordinates": len(mutual_information),
             "latent/perplexity_mean": entropy.exp().mean().item(),
             "latent/perplexity": entropy.exp().tolist(),
             "latent/mutual_information": mutual_information.tolist(),
-            "latent/ignored_variables": int((mutual_information < IGNORED_VARIABLE_THRESHOLD).sum()),
+            "latent/ignored_variables": ignored,
         }

@@ -120,8 +120,11 @@ class GaussianLatent(Latent):
     def health(self, posteriors: Sequence[Distribution]) -> dict[str, Any]:
         """Active units: those whose posterior mean varies with x (Burda et al. 2016)."""
         activity = self.coordinate_information(posteriors)
+        active_units = int((activity > ACTIVE_UNIT_THRESHOLD).sum())
         return {
-            "latent/active_units": int((activity > ACTIVE_UNIT_THRESHOLD).sum()),
+            "latent/in_use": active_units,
+            "latent/coordinates": len(activity),
+            "latent/active_units": active_units,
             "latent/unit_activity": activity.tolist(),
         }
 

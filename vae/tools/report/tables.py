@@ -101,6 +101,7 @@ def summarize(runs: list[RunRecord]) -> list[dict]:
     rows = []
     for first_job, (configuration, members) in enumerate(groups.items()):
         done = [r for r in members if r.status == "done"]
+        recorded = [r for r in done if "latent/in_use" in r.metrics]  # Latent.health, since it was recorded
         row = {
             "configuration": configuration,
             "first_job": first_job,  # the configurations' order in the sweeps
@@ -128,6 +129,9 @@ def summarize(runs: list[RunRecord]) -> list[dict]:
             "grad_variance": mean_std(
                 [v for r in done if not math.isnan(v := r.last("train/encoder_grad_variance"))]
             ),
+            "in_use": mean_std([r.metrics["latent/in_use"] for r in recorded]),
+            "in_use_of": sorted({r.metrics["latent/coordinates"] for r in recorded}),
+            "in_use_seeds": sorted(r.metrics.get("seed") for r in recorded),
         }
         for key in REPORTED:
             row[key] = mean_std([r.metrics[key] for r in done if key in r.metrics])
@@ -184,6 +188,7 @@ def results_table(
             ("train_last_epoch", "train −ELBO (last epoch)"),
             ("train_set/neg_elbo_best", "best train-set −ELBO"),
             ("grad_variance", "encoder grad variance (last)"),
+            ("in_use", "latent in use"),
         )
         if any(not math.isnan(row[key][0]) for row in rows)
     ]
@@ -212,11 +217,24 @@ def results_table(
             f"| {row['configuration']} | {_joined(row['estimator'])} | {_joined(row['steps'])}"
             f" | {'–' if math.isnan(epochs) else f'{epochs:.0f}'} | {'; '.join(row['validation']) or '–'}"
             f" | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])}"
-            + "".join(f" | {_cell(row[key], '.4g' if key == 'grad_variance' else '.2f')}" for key, _ in extra)
+            + "".join(f" | {_extra_cell(row, key)}" for key, _ in extra)
             + f" | {_published(row)} | {_joined(row['seeds'])} | {_joined(row['iw_samples'])}"
             f" | {'; '.join(row['hardware']) or '–'} |" + (f" {row.get('chosen') or '–'} |" if chosen else "")
         )
     return "\n".join(lines) + "\n" + "".join("\n" + t for t in paper_tables(rows, planned_cells(sweep_dirs)))
+
+
+def _extra_cell(row: dict, key: str) -> str:
+    if key == "grad_variance":
+        return _cell(row[key], ".4g")
+    if key != "in_use":
+        return _cell(row[key])
+    if math.isnan(row["in_use"][0]):
+        return "–"
+    # How many latent coordinates carry information about x (Latent.health: active bits, variables
+    # that do not ignore x, active units), of how many; the seeds that recorded it where not all did.
+    text = f"{_cell(row['in_use'], '.0f')} of {_joined(row['in_use_of'])}"
+    return text if row["in_use_seeds"] == row["seeds"] else f"{text} (seed {_joined(row['in_use_seeds'])})"
 
 
 def compute_line(runs: list[RunRecord]) -> list[str]:
