@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from vae.run.lock import hold_run_directory
@@ -191,3 +192,33 @@ def test_the_latent_in_use_column_averages_the_seeds_that_recorded_it_and_names_
     assert cell("arm") == "155 ± 7 of 200"  # both seeds: mean ± std
     assert cell("nvil") == "3 of 200 (seed 1)"  # one of two seeds recorded it: named
     assert cell("sf") == "–"
+
+
+def test_the_validation_curve_leaves_out_the_chosen_checkpoints_validation_after_training(tmp_path):
+    # As a run writes them (data=synthetic, max_steps=40, 18 steps an epoch): validations during
+    # training at steps 17 and 35, then trainer.validate on the best checkpoint logged at step 40.
+    rows = [
+        {"step": 17, "epoch": 0, "val/neg_elbo": 311.7},
+        {"step": 35, "epoch": 1, "val/neg_elbo": 299.5},
+        {"step": 39, "epoch": 2, "train/neg_elbo": 305.0},
+        {"step": 40, "epoch": 3, "val/neg_elbo": 299.5},
+    ]
+    sweep = tmp_path / "sweep"
+    _job(sweep, 0, ["seed=0"], _metrics(290.0, 0) | {"last_step": 40}, csv_rows=rows)
+    (run,) = collect(sweep)
+    assert run.val_curve == {17: 311.7, 35: 299.5}
+    assert run.curves["train/neg_elbo"] == {39: 305.0}
+
+
+def test_the_validation_band_pairs_a_resumed_runs_steps_with_their_neighbours():
+    from vae.tools.report.plots import _band
+
+    straight = {549: 150.0, 1099: 140.0, 12649: 120.0, 13199: 118.0}
+    resumed = {549: 152.0, 1099: 142.0, 12650: 124.0, 13200: 122.0}  # stopped near 12k, resumed
+    running = {549: 151.0, 1099: 141.0}  # not as far yet
+    steps, mean, std = _band([straight, resumed])
+    assert steps == [549, 1099, 12649, 13199]
+    assert mean == [151.0, 141.0, 122.0, 120.0]
+    assert std[2] == pytest.approx(2 * 2**0.5)
+    assert _band([straight, resumed, running])[0] == [549, 1099]  # the steps every run has reached
+    assert _band([]) == ([], [], [])

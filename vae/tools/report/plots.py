@@ -12,14 +12,47 @@ from vae.tools.report.tables import mean_std
 
 
 def _band(curves: list[dict[int, float]]) -> tuple[list[int], list[float], list[float]]:
-    """Mean and std over runs at the steps every run has reached."""
-    steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
-    means, stds = [], []
-    for step in steps:
-        mean, std = mean_std([c[step] for c in curves])
-        means.append(mean)
-        stds.append(0.0 if math.isnan(std) else std)
+    """Mean and std over runs at the steps every run has reached. A run resumed mid-epoch logs its
+    validations one step later than a run that was not stopped (measured: 12650 against 12649),
+    so a step also matches the step on either side of it."""
+    steps, means, stds = [], [], []
+    for step in sorted(min(curves, key=len)) if curves else []:
+        values = [value for curve in curves if (value := _near(curve, step)) is not None]
+        if len(values) == len(curves):
+            mean, std = mean_std(values)
+            steps.append(step)
+            means.append(mean)
+            stds.append(0.0 if math.isnan(std) else std)
     return steps, means, stds
+
+
+def _near(curve: dict[int, float], step: int) -> float | None:
+    for near in (step, step - 1, step + 1):
+        if near in curve:
+            return curve[near]
+    return None
+
+
+def _style(index: int, points: int) -> dict:
+    """Line style of the index-th configuration: ten colours, then the ten again dashed, dotted,
+    dash-dotted, so that a 16-cell table's lines stay apart; markers only on short curves."""
+    styles = ("-", "--", ":", "-.")
+    return {
+        "color": f"C{index % 10}",
+        "linestyle": styles[(index // 10) % len(styles)],
+        "marker": "o" if points <= 30 else None,
+        "markersize": 4,
+    }
+
+
+def _legend(ax, fig) -> None:
+    """Inside the axes for a few lines; to the right of them for many, where it would cover them."""
+    handles, _ = ax.get_legend_handles_labels()
+    if len(handles) > 6:
+        fig.set_size_inches(11, 4.5)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    elif handles:  # runs without a validation yet draw no line
+        ax.legend(fontsize=7)
 
 
 def plot(rows: list[dict], runs: list[RunRecord], out: Path) -> list[Path]:
@@ -35,10 +68,10 @@ def plot(rows: list[dict], runs: list[RunRecord], out: Path) -> list[Path]:
     written = []
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for configuration in order:
+    for index, configuration in enumerate(order):
         steps, mean, std = _band([r.val_curve for r in by_config[configuration] if r.val_curve])
         if steps:
-            (line,) = ax.plot(steps, mean, marker="o", label=configuration)
+            (line,) = ax.plot(steps, mean, label=configuration, **_style(index, len(steps)))
             low = [m - s for m, s in zip(mean, std, strict=True)]
             high = [m + s for m, s in zip(mean, std, strict=True)]
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
@@ -47,19 +80,19 @@ def plot(rows: list[dict], runs: list[RunRecord], out: Path) -> list[Path]:
         ylabel="val −ELBO (nats)",
         title="Validation −ELBO, mean ± std over seeds",
     )
-    if ax.get_legend_handles_labels()[0]:  # runs without a validation yet draw no line
-        ax.legend(fontsize=7)
+    _legend(ax, fig)
     written.append(_save(fig, out / "val_neg_elbo.png"))
 
     if any(r.tau_curve for r in runs):  # the score-function and ARM-type estimators log no tau
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for configuration in order:
+        for index, configuration in enumerate(order):
             curves = [r.tau_over_steps() for r in by_config[configuration] if r.tau_curve]
             if curves:
                 longest = max(curves, key=len)
-                ax.plot(sorted(longest), [longest[s] for s in sorted(longest)], label=configuration)
+                style = _style(index, points=len(longest)) | {"marker": None}
+                ax.plot(sorted(longest), [longest[s] for s in sorted(longest)], label=configuration, **style)
         ax.set(xlabel="global step", ylabel="τ", title="Temperature schedule")
-        ax.legend(fontsize=7)
+        _legend(ax, fig)
         written.append(_save(fig, out / "tau.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -87,16 +120,16 @@ def plot(rows: list[dict], runs: list[RunRecord], out: Path) -> list[Path]:
 
     if any(r.curves.get("train/encoder_grad_variance") for r in runs):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for configuration in order:
+        for index, configuration in enumerate(order):
             curves = [
                 c for r in by_config[configuration] if (c := r.curves.get("train/encoder_grad_variance"))
             ]
             steps, mean, _ = _band(curves)
             if steps:
-                ax.plot(steps, mean, marker=".", label=configuration)
+                ax.plot(steps, mean, label=configuration, **_style(index, len(steps)))
         ax.set_yscale("log")
         ax.set(xlabel="global step", ylabel="variance", title="Encoder gradient variance, mean over seeds")
-        ax.legend(fontsize=7)
+        _legend(ax, fig)
         written.append(_save(fig, out / "grad_variance.png"))
     return written
 

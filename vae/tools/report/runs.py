@@ -179,6 +179,12 @@ def load_run(path: Path) -> RunRecord:
         run.curves, run.epochs = _curves_from_csv(csv_log)
     elif wandb_runs:
         run.curves, run.epochs = _curves_from_wandb(wandb_runs)
+    if "last_step" in run.metrics:
+        # The chosen checkpoint's validation after training (vae/run/fit.py: trainer.validate) is
+        # logged at the last step, where no validation during training logs (they log at the step
+        # before theirs): the checkpoint's numbers again, not a point of the curve.
+        last = int(run.metrics["last_step"])
+        run.curves["val/neg_elbo"] = {s: v for s, v in run.val_curve.items() if s < last}
     return run
 
 
