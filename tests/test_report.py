@@ -178,6 +178,10 @@ def test_the_latent_in_use_column_averages_the_seeds_that_recorded_it_and_names_
     _job(sweep, 2, ["model.estimator=nvil", "seed=0"], _metrics(110.0, 0, "nvil"))  # predates the record
     _job(sweep, 3, ["model.estimator=nvil", "seed=1"], _metrics(111.0, 1, "nvil") | health(3))
     _job(sweep, 4, ["model.estimator=sf", "seed=0"], _metrics(190.0, 0, "sf"))
+    _job(sweep, 5, ["model.estimator=darn", "seed=0"], _metrics(115.0, 0, "darn"))
+    for seed in (1, 2):
+        darn = _metrics(115.0, seed, "darn") | health(190)
+        _job(sweep, 5 + seed, ["model.estimator=darn", f"seed={seed}"], darn)
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:begin -->\n<!-- results:end -->\n")
     report([sweep], out=tmp_path / "out", readme=readme, block="results")
@@ -192,6 +196,7 @@ def test_the_latent_in_use_column_averages_the_seeds_that_recorded_it_and_names_
     assert cell("arm") == "155 ± 7 of 200"  # both seeds: mean ± std
     assert cell("nvil") == "3 of 200 (seed 1)"  # one of two seeds recorded it: named
     assert cell("sf") == "–"
+    assert cell("darn") == "190 ± 0 of 200 (seeds 1, 2)"  # the two that recorded it: named
 
 
 def test_the_validation_curve_leaves_out_the_chosen_checkpoints_validation_after_training(tmp_path):

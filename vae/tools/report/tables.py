@@ -234,7 +234,8 @@ def _extra_cell(row: dict, key: str) -> str:
     # How many latent coordinates carry information about x (Latent.health: active bits, variables
     # that do not ignore x, active units), of how many; the seeds that recorded it where not all did.
     text = f"{_cell(row['in_use'], '.0f')} of {_joined(row['in_use_of'])}"
-    return text if row["in_use_seeds"] == row["seeds"] else f"{text} (seed {_joined(row['in_use_seeds'])})"
+    seeds = row["in_use_seeds"]
+    return text if seeds == row["seeds"] else f"{text} (seed{'s' * (len(seeds) > 1)} {_joined(seeds)})"
 
 
 def compute_line(runs: list[RunRecord]) -> list[str]:
