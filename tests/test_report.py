@@ -173,8 +173,18 @@ def test_the_latent_in_use_column_averages_the_seeds_that_recorded_it_and_names_
     def health(in_use: int) -> dict:
         return {"latent/in_use": in_use, "latent/coordinates": 200}
 
-    _job(sweep, 0, ["model.estimator=arm", "seed=0"], _metrics(100.0, 0, "arm") | health(150))
-    _job(sweep, 1, ["model.estimator=arm", "seed=1"], _metrics(101.0, 1, "arm") | health(160))
+    _job(
+        sweep,
+        1,
+        ["model.estimator=arm", "seed=1"],
+        _metrics(101.0, 1, "arm") | health(160) | {"global_step": 120},
+    )
+    _job(
+        sweep,
+        0,
+        ["model.estimator=arm", "seed=0"],
+        _metrics(100.0, 0, "arm") | health(150) | {"global_step": 300},
+    )
     _job(sweep, 2, ["model.estimator=nvil", "seed=0"], _metrics(110.0, 0, "nvil"))  # predates the record
     _job(sweep, 3, ["model.estimator=nvil", "seed=1"], _metrics(111.0, 1, "nvil") | health(3))
     _job(sweep, 4, ["model.estimator=sf", "seed=0"], _metrics(190.0, 0, "sf"))
@@ -194,6 +204,9 @@ def test_the_latent_in_use_column_averages_the_seeds_that_recorded_it_and_names_
         return row.split(" | ")[column]
 
     assert cell("arm") == "155 ± 7 of 200"  # both seeds: mean ± std
+    # The checkpoint's step beside the checkpoint rule, seed by seed: seed 1's weights are from step 120.
+    (arm,) = [line for line in lines if line.startswith("| model.estimator=arm |")]
+    assert "| best of validations each epoch | 300, 120 |" in arm
     assert cell("nvil") == "3 of 200 (seed 1)"  # one of two seeds recorded it: named
     assert cell("sf") == "–"
     assert cell("darn") == "190 ± 0 of 200 (seeds 1, 2)"  # the two that recorded it: named

@@ -116,6 +116,11 @@ def summarize(runs: list[RunRecord]) -> list[dict]:
                 {r.metrics.get("validation", "best of validations each epoch") for r in done}
             ),
             "steps": sorted({r.metrics["last_step"] for r in done if "last_step" in r.metrics}),
+            # The step of the weights the checkpoint column chose, per seed: far below the last step,
+            # validation stopped improving early.
+            "checkpoint_steps": [
+                r.metrics["global_step"] for r in sorted(done, key=_seed) if "global_step" in r.metrics
+            ],
             "estimator": sorted(
                 {
                     f"{r.metrics['estimator']} ({r.metrics['decoder_passes']})"
@@ -154,6 +159,11 @@ def summarize(runs: list[RunRecord]) -> list[dict]:
         )
 
     return sorted(rows, key=rank)
+
+
+def _seed(run: RunRecord) -> float:
+    seed = run.metrics.get("seed")
+    return seed if isinstance(seed, int | float) else math.inf
 
 
 def _cell(value: tuple[float, float], spec: str = ".2f") -> str:
@@ -198,15 +208,17 @@ def results_table(
         f"Measured by `python -m vae.report {dirs} --readme README.md --block {block}` from the runs of"
         f" `python train.py -m {' '.join([*shared_overrides(runs), '<configuration>'])} seed=...`.",
         "Mean ± std over seeds, nats per image, on the test images of the configuration's data, from the"
-        " checkpoint the checkpoint column names; −ELBO with exact (one-hot, binary) samples, IW bound with"
+        " checkpoint the checkpoint column names (its step: where its weights are from, per seed);"
+        " −ELBO with exact (one-hot, binary) samples, IW bound with"
         " k importance samples; the estimator with its decoder passes per image and step.",
         *compute_line(runs),
         "",
-        "| configuration | estimator (passes) | steps | epochs | checkpoint | test −ELBO | test IW bound"
+        "| configuration | estimator (passes) | steps | epochs | checkpoint | its step"
+        " | test −ELBO | test IW bound"
         + "".join(f" | {title}" for _, title in extra)
         + " | published | seeds | k | hardware |"
         + (" chosen on validation |" if chosen else ""),
-        "|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|"
         + "---|" * len(extra)
         + "---|---|---|---|"
         + ("---|" if chosen else ""),
@@ -216,6 +228,7 @@ def results_table(
         lines.append(
             f"| {row['configuration']} | {_joined(row['estimator'])} | {_joined(row['steps'])}"
             f" | {'–' if math.isnan(epochs) else f'{epochs:.0f}'} | {'; '.join(row['validation']) or '–'}"
+            f" | {_joined(row['checkpoint_steps'])}"
             f" | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])}"
             + "".join(f" | {_extra_cell(row, key)}" for key, _ in extra)
             + f" | {_published(row)} | {_joined(row['seeds'])} | {_joined(row['iw_samples'])}"
@@ -371,13 +384,14 @@ def markdown(rows: list[dict], runs: list[RunRecord], sweep_dir: Path) -> str:
         "",
         f"Settings shared by every run: `{' '.join(shared_overrides(runs)) or '(none)'}`",
         "",
-        "| configuration | checkpoint | test −ELBO | test IW bound | published | val −ELBO"
+        "| configuration | checkpoint | its step | test −ELBO | test IW bound | published | val −ELBO"
         " | test −ELBO relaxed | test KL | seeds | done | failed | unfinished |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['configuration']} | {'; '.join(row['validation']) or '–'}"
+            f" | {_joined(row['checkpoint_steps'])}"
             f" | {_cell(row['test/neg_elbo'])} | {_cell(row['test/nll_iw'])}"
             f" | {_published(row)} | {_cell(row['val/neg_elbo'])}"
             f" | {_cell(row['test/neg_elbo_relaxed'])} | {_cell(row['test/kl'])}"
