@@ -215,6 +215,27 @@ def test_a_resumed_runs_train_seconds_add_to_the_time_its_checkpoint_recorded(tm
     assert metrics["train_seconds_untimed_steps"] == 36 and 0 < metrics["train_seconds"] < 10_000
 
 
+def test_a_run_bounded_by_steps_resumed_at_an_epochs_end_trains_on_the_same_batches(tmp_path):
+    # The papers' runs are bounded by steps (max_epochs=-1). Resumed from a checkpoint written at
+    # an epoch's end, Lightning first goes through the ended epoch again (a validation, and one
+    # more count of epochs and of logged steps, so the rows after it are labelled one step later):
+    # the epochs after it must still draw the batches of an uninterrupted run (they were the next
+    # epoch's: a different data order from the resume on).
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    by_steps = ["logger=csv", "trainer.max_epochs=-1"]
+    _finish(_train(*by_steps, "trainer.max_steps=45", f"hydra.run.dir={straight}", cwd=tmp_path))
+    _finish(_train(*by_steps, "trainer.max_steps=36", f"hydra.run.dir={stopped}", cwd=tmp_path))  # 2 epochs
+    last = stopped / "checkpoints" / "last.ckpt"
+    _finish(_train(*by_steps, "trainer.max_steps=45", f"ckpt_path={last}", cwd=tmp_path))
+
+    def losses(run_dir: Path) -> list[str]:  # in the order written, whatever their step labels
+        with open(run_dir / "csv" / "metrics.csv") as f:
+            return [r["train/neg_elbo"] for r in csv.DictReader(f) if r["train/neg_elbo"]]
+
+    assert len(losses(straight)) == 45
+    assert losses(stopped) == losses(straight)  # bit for bit, the 9 steps after the resume included
+
+
 def test_a_finished_runs_last_checkpoint_holds_its_final_step(tmp_path):
     # 3 epochs of 18 steps with validation each epoch, stopped at step 50 by max_steps: the last
     # validation is at step 36, and last.ckpt is the state at 50 all the same.

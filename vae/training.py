@@ -316,6 +316,16 @@ class VAETraining(L.LightningModule):
     def test_step(self, x: Tensor, batch_idx: int) -> None:
         self._evaluation_step(x, "test")
 
+    def on_train_epoch_start(self) -> None:
+        # The data order and binarization are seeded by the epoch the loader is told. Lightning
+        # tells it its count of processed epochs, which a run bounded by steps (max_epochs=-1)
+        # resumed at an epoch's end counts one too high (it goes through the ended epoch again):
+        # the training's own epoch number keeps the resumed epochs' batches those of an
+        # uninterrupted run (tests/test_resume.py).
+        loader = self.trainer.train_dataloader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(self.current_epoch)
+
     # Checkpoints ------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
