@@ -12,9 +12,10 @@ from vae.tools.report.tables import mean_std
 
 
 def _band(curves: list[dict[int, float]]) -> tuple[list[int], list[float], list[float]]:
-    """Mean and std over runs at the steps every run has reached. A run resumed mid-epoch logs its
-    validations one step later than a run that was not stopped (measured: 12650 against 12649),
-    so a step also matches the step on either side of it."""
+    """Mean and std over runs at the steps every run has reached. A run bounded by steps and
+    resumed at an epoch's end logs its rows one step later than a run that was not stopped
+    (Lightning's restart pass; measured: 12650 against 12649), so a step also matches the step on
+    either side of it."""
     steps, means, stds = [], [], []
     for step in sorted(min(curves, key=len)) if curves else []:
         values = [value for curve in curves if (value := _near(curve, step)) is not None]
