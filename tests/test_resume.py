@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import REPO, child_env
+from vae.run.lock import hold_run_directory
 from vae.run.wandb_records import read_records
 
 COMMON = [
@@ -169,6 +170,27 @@ def test_a_stopped_sweep_run_again_skips_finished_jobs_resumes_stopped_ones_and_
     _finish(_train("seed=1", "logger=csv", f"hydra.run.dir={straight}", cwd=tmp_path))
     assert _final(sweep / "1") == _final(straight)
     assert _train_losses(sweep / "1") == _train_losses(straight)
+
+
+def test_two_copies_of_a_sweep_command_share_its_jobs_through_their_locks(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = ["-m", "seed=0,1", "logger=csv", "hydra/launcher=basic", f"hydra.sweep.dir={sweep}"]
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "failed.json").write_text('{"error": "OSError", "message": "disk full"}\n')
+    with hold_run_directory(sweep / "0"):  # another copy of the command runs job 0 now
+        process = _train(*command, cwd=tmp_path)
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+        # Job 0 is passed over and left exactly as the other process has it; job 1 runs.
+        assert sorted(p.name for p in (sweep / "0").iterdir()) == [".lock", "failed.json"]
+        assert (sweep / "1" / "metrics.json").exists()
+        assert "job 0: not run (running elsewhere): paths.output_dir=" in stdout
+        assert "1 job(s) run in another process (0)" in stderr
+    finished = (sweep / "1" / "metrics.json").read_bytes()
+    # That process gone without finishing job 0: the command again runs it, and job 1 not again.
+    _finish(_train(*command, cwd=tmp_path))
+    assert (sweep / "0" / "metrics.json").exists()
+    assert (sweep / "1" / "metrics.json").read_bytes() == finished
 
 
 def test_a_moved_run_directory_resumes_in_its_new_place_and_keeps_one_last_ckpt(tmp_path):

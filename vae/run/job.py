@@ -20,6 +20,7 @@ from vae.errors import EXPECTED_FAILURES, RunDirectoryBusy
 from vae.run.console import console_in
 from vae.run.directory import holding, record_failure, remove_unused_run_directory, write_hydra_record
 from vae.run.fit import fit_and_test, prepare
+from vae.run.lock import hold_run_directory
 from vae.run.selection import record_rung, record_status
 from vae.run.sweep import continue_sweep_job, share_the_machine, stop_when_the_sweep_dies
 
@@ -65,11 +66,18 @@ def _job(cfg: DictConfig, sweeping: bool) -> dict[str, Any] | None:
     output_dir = Path(cfg.paths.output_dir)
     task_cfg = OmegaConf.to_container(cfg)  # as composed, before prepare() fills in anything
     if sweeping and rank_zero_only.rank == 0:
-        plan = continue_sweep_job(cfg, output_dir, list(hydra_cfg.overrides.task))
+        try:
+            # Under the job's lock: a job another process runs now (the same sweep command started
+            # twice on one directory: the copies share the jobs) is neither planned nor touched.
+            with hold_run_directory(output_dir):
+                plan = continue_sweep_job(cfg, output_dir, list(hydra_cfg.overrides.task))
+                if plan.action != "run" and plan.reason and not plan.reason.startswith("finished"):
+                    record_status(output_dir, plan)
+        except RunDirectoryBusy as e:
+            print(f"job {hydra_cfg.job.num}: not run (running elsewhere): {e}", flush=True)
+            return None
         if plan.action != "run":
             print(f"job {hydra_cfg.job.num}: not run ({plan.action}): {plan.reason}", flush=True)
-            if plan.reason and not plan.reason.startswith("finished"):
-                record_status(output_dir, plan)
             return None
     try:
         run = prepare(cfg)
