@@ -105,7 +105,7 @@ class LastCheckpoint(Checkpoint):
             return
         if self._saved_step == trainer.global_step:  # validation at the last step, then the end
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state: resume is exact
         self._saved_step = trainer.global_step
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
