@@ -30,7 +30,8 @@ class ReportFailedJobs(Callback):
         # This sweep's own jobs have all returned: a lock held now is another process's.
         jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name))
         elsewhere = [p.name for p in jobs if held_by_a_process(p)]
-        failed = [p / "failed.json" for p in jobs if p.name not in elsewhere and (p / "failed.json").is_file()]
+        ours = [p for p in jobs if p.name not in elsewhere]
+        failed = [p / "failed.json" for p in ours if (p / "failed.json").is_file()]
         if elsewhere:
             print(
                 f"{len(elsewhere)} job(s) run in another process ({', '.join(elsewhere)}): vae.report"

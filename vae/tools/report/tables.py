@@ -366,7 +366,7 @@ def paper_tables(rows: list[dict], planned: list[dict] = ()) -> list[str]:
                 measured = _cell(cell[metric]) if metric in cell else "–"
                 if measured == "–" and cell.get(f"{metric} so far"):  # not finished: where it is
                     measured = ", ".join(
-                        f"{status}: {value:.2f} at step {step}"
+                        f"{status} at step {step}: best so far {value:.2f}"
                         for status, step, value in cell[f"{metric} so far"]
                     )
                 parts.append(f"{measured} ({cell['published'].get('value')})")
