@@ -193,6 +193,25 @@ def test_two_copies_of_a_sweep_command_share_its_jobs_through_their_locks(tmp_pa
     assert (sweep / "1" / "metrics.json").read_bytes() == finished
 
 
+def test_a_sweep_directory_is_refused_to_a_command_that_launches_other_jobs_and_left_as_it_was(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = ["-m", "logger=csv", "hydra/launcher=basic", f"hydra.sweep.dir={sweep}"]
+    _finish(_train(*command, "seed=0,1", cwd=tmp_path))
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    for other in (["seed=5,6"], ["seed=0,1", "model.estimator=st_gumbel"]):
+        process = _train(*command, *other, cwd=tmp_path)
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 1
+        line = f"error: hydra.sweep.dir={str(sweep)!r} holds the runs of another sweep: its job 0 ran `"
+        assert stderr.startswith(line) and stderr.count("\n") == 1, stderr[-3000:]
+        assert "logger=csv seed=0`, where this command's job 0 is `" in stderr
+        assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
+    # Longer, with another seed after the two: jobs 0 and 1 are the same runs (not run again), job 2 runs.
+    _finish(_train(*command, "seed=0,1,2", "trainer.max_epochs=4", cwd=tmp_path))
+    assert (sweep / "0" / "metrics.json").read_bytes() == before[sweep / "0" / "metrics.json"]
+    assert json.loads((sweep / "2" / "metrics.json").read_text())["global_step"] == 4 * 18
+
+
 def test_a_moved_run_directory_resumes_in_its_new_place_and_keeps_one_last_ckpt(tmp_path):
     first, second = tmp_path / "first", tmp_path / "elsewhere" / "second"
     _finish(_train("logger=csv", "trainer.max_epochs=1", f"hydra.run.dir={first}", cwd=tmp_path))

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, child_env
-from vae.run.selection import Job, Ladder, _ladders_of, plan_job, sweep_grid
+from vae.run.selection import Job, Ladder, _ladders_of, configuration_of, launched_jobs, plan_job, sweep_grid
 from vae.tools.report.runs import collect
 from vae.tools.report.tables import selected_rows
 
@@ -141,6 +141,33 @@ def test_the_grid_is_the_sweeps_as_hydra_expands_it_the_command_line_over_the_co
     ]  # fmt: skip
     assert sweep_grid(tmp_path, ["seed", "optimizer.momentum"]) == [("4", "")]
     assert sweep_grid(tmp_path / "nowhere", ["optimizer.lr"]) is None
+
+
+def test_the_jobs_a_sweep_launches_are_hydras_in_its_order_of_job_numbers():
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the reference, in the test only
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = {"optimizer.lr": "1.0e-5,3.0e-4", "+model": "a,b"}
+    task = ["experiment=x", "optimizer.lr=1.0e-3,3e-2", "seed=4,5", "++tau.tau0=0.5"]
+    hydra = {"sweeper": {"params": params}, "overrides": {"task": task}}
+    arguments = [f"{k}={v}" for k, v in params.items()] + task
+    (expected,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
+    assert launched_jobs(hydra) == expected
+    assert len(expected) == 8
+    assert expected[1] == ["optimizer.lr=0.001", "+model=a", "experiment=x", "seed=5", "++tau.tau0=0.5"]
+
+
+def test_a_configuration_is_what_makes_the_run_not_its_logging_callbacks_or_place():
+    # The seeds of a chosen rate run with the progress bar off, another logger, elsewhere: the
+    # same configuration as the search's, so the choice made there applies to them.
+    search = ["+cell=a", "optimizer.lr=1e-3", "experiment=x"]
+    seeds = [*search, "seed=3", "callbacks.progress_bar.refresh_rate=0", "logger=csv", "data.root=/d",
+             "selection.chosen_in=/s", "trainer.devices=1"]  # fmt: skip
+    assert configuration_of(seeds, ["optimizer.lr"]) == configuration_of(search, ["optimizer.lr"])
+    assert configuration_of(search, ["optimizer.lr"]) == "+cell=a experiment=x"
+    # The length and the final test make other numbers: another configuration.
+    for other in ("trainer.max_steps=10", "iw_samples=10", "model.estimator=nvil"):
+        assert configuration_of([*search, other], ["optimizer.lr"]) == f"+cell=a experiment=x {other}"
 
 
 def _job(tmp_path: Path, lr: str, seed: int, scores: dict[int, float]) -> Job:

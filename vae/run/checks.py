@@ -152,6 +152,11 @@ RESUME_MAY_CHANGE = (
 )
 
 
+def may_change_on_resume(key: str) -> bool:
+    """Whether a resumed run may set this dotted key otherwise than the run it continues."""
+    return any(key == k or key.startswith(k + ".") for k in RESUME_MAY_CHANGE)
+
+
 def resume_changes(now: dict[str, Any], before: dict[str, Any], ckpt_path: str) -> dict[str, list[Any]]:
     """{key: [before, now]} for the settings a resumed run changes, all of them ones it may change
     (RESUME_MAY_CHANGE); any other difference from the checkpoint's run is refused, all named."""
@@ -160,7 +165,7 @@ def resume_changes(now: dict[str, Any], before: dict[str, Any], ckpt_path: str) 
     refused = [
         f"{key}={new!r} (the checkpoint's run has {old!r})"
         for key, (old, new) in changed.items()
-        if not any(key == k or key.startswith(k + ".") for k in RESUME_MAY_CHANGE)
+        if not may_change_on_resume(key)
     ]
     if refused:
         raise ConfigError(

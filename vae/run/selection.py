@@ -41,9 +41,13 @@ from typing import Any
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from vae.run.checks import may_change_on_resume
+
 SEED_KEYS = ("seed",)
 # Where a run was, and how it was chosen: not what it was.
 WHERE_KEYS = ("ckpt_path", "hydra.run.dir", "hydra.sweep.dir", "data.root", "paths.log_dir")
+# What a resumed run may change that still makes other numbers: its length, its final test.
+LENGTH_AND_TEST_KEYS = ("trainer.max_steps", "trainer.max_epochs", "test", "iw_samples")
 RUNGS_FILE = "rungs.json"
 STATUS_FILE = "selection.json"
 
@@ -56,14 +60,19 @@ def override_value(override: str) -> str:
     return override.split("=", 1)[1] if "=" in override else ""
 
 
+def sets_what_the_run_is(key: str) -> bool:
+    """Whether an override of this key makes another run: not the seed, where the run is, how it
+    was chosen, nor the rest of what a resumed run may change but its length and its final test
+    (logging, callbacks, hardware: a progress bar turned off does not make another configuration)."""
+    if key in SEED_KEYS or key in WHERE_KEYS or key.startswith("selection."):
+        return False
+    return key in LENGTH_AND_TEST_KEYS or not may_change_on_resume(key)
+
+
 def configuration_of(overrides: list[str], keys: list[str]) -> str:
-    """The overrides that make a configuration: less the selection keys, the seed and locations."""
-    dropped = set(keys) | set(SEED_KEYS) | set(WHERE_KEYS)
-    kept = [
-        o
-        for o in overrides
-        if override_key(o) not in dropped and not override_key(o).startswith("selection.")
-    ]
+    """The overrides that make a configuration: those that set what the run is, less the
+    selection keys."""
+    kept = [o for o in overrides if override_key(o) not in keys and sets_what_the_run_is(override_key(o))]
     return " ".join(sorted(kept))
 
 
@@ -218,15 +227,29 @@ def swept_values(sweep_dir: Path) -> dict[str, list[str]] | None:
     if not path.is_file():
         return None
     hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra") or {}
+    return {override_key(key): values for key, values in _sweep_values(hydra).items()}
+
+
+def launched_jobs(hydra: dict[str, Any]) -> list[list[str]]:
+    """The overrides of each job a sweep launches, in the order of their job numbers, from the
+    sweep's `hydra` config node (the sweeper's params, then the command line, the later winning):
+    every combination, the first key's values outermost, as Hydra's BasicSweeper expands them."""
+    choices = [[f"{key}={value}" for value in values] for key, values in _sweep_values(hydra).items()]
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def _sweep_values(hydra: dict[str, Any]) -> dict[str, list[str]]:
+    """Each key as the command line spells it (`+group` keeps its '+'), in the order Hydra's
+    BasicSweeper takes them (a key given again keeps its first place), with the values it launches."""
     params = (hydra.get("sweeper") or {}).get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()]
     arguments += list((hydra.get("overrides") or {}).get("task") or [])
     given: dict[str, list[str]] = {}
     for override in OverridesParser.create().parse_overrides(arguments):
         if override.is_sweep_override():
-            given[override.key_or_group] = list(override.sweep_string_iterator())
+            given[override.get_key_element()] = list(override.sweep_string_iterator())
         else:
-            given[override.key_or_group] = [override.get_value_element_as_str()]
+            given[override.get_key_element()] = [override.get_value_element_as_str()]
     return given
 
 

@@ -1,19 +1,33 @@
 """A job of a Hydra sweep (python train.py -m ...): its share of the machine, and what it does
-when its sweep runs again on its directory (skip, resume, continue to a further rung, retry)."""
+when its sweep runs again on its directory (skip, resume, continue to a further rung, retry);
+and the check that a sweep directory is run again only by a command that launches the same jobs."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vae.run.selection import STATUS_FILE, Plan, plan_job, record_rung
+from vae.run.checks import may_change_on_resume
+from vae.run.selection import (
+    STATUS_FILE,
+    Plan,
+    launched_jobs,
+    override_key,
+    override_value,
+    plan_job,
+    record_rung,
+)
 
 
 def share_the_machine(cfg: DictConfig, job_num: int, parallel_jobs: int) -> None:
@@ -96,3 +110,41 @@ def continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str]) 
         if not plan.final:  # an intermediate rung: validation numbers only
             cfg.test, cfg.iw_samples = False, 0
     return plan
+
+
+class RefuseAnotherSweepsDirectory(Callback):
+    """A Hydra callback (configs/hydra/default.yaml). A sweep directory's job folders are numbered
+    by the jobs its command launches, and a sweep run again on it continues job N in folder N. A
+    command that launches other jobs would take another run's folder for its own job N: resume a
+    checkpoint of other settings, or take another run's metrics.json for its own and skip the
+    job. So a sweep whose job N differs from the run recorded in folder N (its .hydra/overrides.yaml)
+    is one line and exit status 1, before Hydra writes anything there. The jobs may differ in what
+    a resumed run may change (RESUME_MAY_CHANGE: the length, the final test, logging, callbacks,
+    where files go and where the choice on validation is read), so a sweep can be run on longer."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        hydra = OmegaConf.to_container(config.hydra, resolve=False)
+        if hydra["sweep"]["subdir"] != "${hydra.job.num}":  # folders named otherwise: not checked
+            return
+        HydraConfig.instance().set_config(config)  # the folder's name may read ${hydra:...}
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        for num, job in enumerate(launched_jobs(hydra)):
+            recorded = sweep_dir / str(num) / ".hydra" / "overrides.yaml"
+            if not recorded.is_file():
+                continue
+            before = [str(o) for o in OmegaConf.load(recorded)]
+            if _identity(before) != _identity(job):
+                print(
+                    f"error: hydra.sweep.dir={str(sweep_dir)!r} holds the runs of another sweep: its job"
+                    f" {num} ran `{' '.join(before)}`, where this command's job {num} is"
+                    f" `{' '.join(job)}`; run the command that made it to continue that sweep, or"
+                    " choose a new hydra.sweep.dir",
+                    file=sys.stderr,
+                )
+                sys.exit(1)
+
+
+def _identity(overrides: list[str]) -> dict[str, str]:
+    """What makes a job the run it is: its overrides less those a resumed run may change."""
+    kept = (o for o in overrides if not may_change_on_resume(override_key(o)))
+    return {override_key(o): override_value(o) for o in kept}

@@ -14,7 +14,7 @@ from hydra.errors import InstantiationException
 
 from vae.config import build
 from vae.run.lock import held_by_a_process
-from vae.run.selection import SEED_KEYS, WHERE_KEYS, override_key
+from vae.run.selection import override_key, sets_what_the_run_is
 
 CURVES = ("val/neg_elbo", "train/tau", "train/neg_elbo", "train/encoder_grad_variance", "train_set/neg_elbo")
 UNFINISHED = ("running", "stopped")  # the statuses of a run without metrics.json
@@ -201,12 +201,6 @@ def collect(*sweep_dirs: Path) -> list[RunRecord]:
     runs = [load_run(job) for job in jobs]
     shared = set(shared_overrides(runs))
     for run in runs:
-        varying = [
-            o
-            for o in run.overrides
-            if o not in shared
-            and override_key(o) not in SEED_KEYS + WHERE_KEYS
-            and not override_key(o).startswith("selection.")
-        ]
+        varying = [o for o in run.overrides if o not in shared and sets_what_the_run_is(override_key(o))]
         run.configuration = " ".join(sorted(varying)) or "(all runs alike)"
     return runs
