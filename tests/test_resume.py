@@ -193,7 +193,7 @@ def test_two_copies_of_a_sweep_command_share_its_jobs_through_their_locks(tmp_pa
     assert (sweep / "1" / "metrics.json").read_bytes() == finished
 
 
-def test_a_sweep_directory_is_refused_to_a_command_that_launches_other_jobs_and_left_as_it_was(tmp_path):
+def test_a_sweep_directory_is_refused_to_another_sweep_and_continued_by_the_same_one_trained_longer(tmp_path):
     sweep = tmp_path / "sweep"
     command = ["-m", "logger=csv", "hydra/launcher=basic", f"hydra.sweep.dir={sweep}"]
     _finish(_train(*command, "seed=0,1", cwd=tmp_path))
@@ -206,10 +206,14 @@ def test_a_sweep_directory_is_refused_to_a_command_that_launches_other_jobs_and_
         assert stderr.startswith(line) and stderr.count("\n") == 1, stderr[-3000:]
         assert "logger=csv seed=0`, where this command's job 0 is `" in stderr
         assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
-    # Longer, with another seed after the two: jobs 0 and 1 are the same runs (not run again), job 2 runs.
+    # Longer, with another seed after the two: jobs 0 and 1 are the same runs, continued from their
+    # checkpoints to the fourth epoch; job 2 runs.
     _finish(_train(*command, "seed=0,1,2", "trainer.max_epochs=4", cwd=tmp_path))
-    assert (sweep / "0" / "metrics.json").read_bytes() == before[sweep / "0" / "metrics.json"]
-    assert json.loads((sweep / "2" / "metrics.json").read_text())["global_step"] == 4 * 18
+    for job in ("0", "1", "2"):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert (metrics["last_step"], metrics["epochs"]) == (4 * 18, 4)
+    (resumed,) = json.loads((sweep / "0" / "metrics.json").read_text())["changes_on_resume"]
+    assert resumed == {"step": 3 * 18, "changes": {"trainer.max_epochs": [3, 4]}}
 
 
 def test_a_moved_run_directory_resumes_in_its_new_place_and_keeps_one_last_ckpt(tmp_path):

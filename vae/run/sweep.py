@@ -74,7 +74,8 @@ def continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str]) 
     """What a sweep job does when its sweep runs (again) on its directory.
 
     A job that reached the steps it is to train (trainer.max_steps, or the rung that selection
-    allows it: vae/run/selection.py) is not run again; one that was stopped resumes from its own
+    allows it: vae/run/selection.py), or its trainer.max_epochs where no steps bound it, is not
+    run again; one that was stopped resumes from its own
     last.ckpt, and one that is allowed further than it got continues from it (from step 0 if its
     checkpoints are gone, its metrics.json kept as metrics-at-<step>.json); one that failed is
     run again (from its last.ckpt if it has one), its failed.json kept as failed-<n>.json. A
@@ -85,7 +86,7 @@ def continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str]) 
     metrics = output_dir / "metrics.json"
     if plan.action == "run" and metrics.is_file():
         finished = json.loads(metrics.read_text())
-        if plan.steps is None or plan.steps <= 0 or finished.get("last_step", 0) >= plan.steps:
+        if _trained_as_far(finished, plan.steps, cfg.trainer.get("max_epochs")):
             return Plan("done", reason=f"finished before ({metrics})")
         record_rung(output_dir, finished)  # its numbers at this rung outlive the metrics.json it rewrites
     if plan.action != "run":
@@ -110,6 +111,17 @@ def continue_sweep_job(cfg: DictConfig, output_dir: Path, overrides: list[str]) 
         if not plan.final:  # an intermediate rung: validation numbers only
             cfg.test, cfg.iw_samples = False, 0
     return plan
+
+
+def _trained_as_far(finished: dict[str, Any], steps: int | None, max_epochs: int | None) -> bool:
+    """Whether a finished run (its metrics.json) trained as far as its job is now to: to `steps`
+    where the job is bounded by steps, else to max_epochs (a sweep run again with a longer
+    trainer.max_epochs continues its jobs). A record without its epochs (older) counts as far."""
+    if steps is not None and steps > 0:
+        return finished.get("last_step", 0) >= steps
+    if max_epochs is None or max_epochs < 0 or "epochs" not in finished:
+        return True
+    return finished["epochs"] >= max_epochs
 
 
 class RefuseAnotherSweepsDirectory(Callback):
