@@ -140,7 +140,11 @@ class RefuseAnotherSweepsDirectory(Callback):
             return
         HydraConfig.instance().set_config(config)  # the folder's name may read ${hydra:...}
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        for num, job in enumerate(launched_jobs(hydra)):
+        try:
+            jobs = launched_jobs(hydra)
+        except Exception:  # a sweep Hydra's BasicSweeper refuses (interval()): Hydra says why
+            return
+        for num, job in enumerate(jobs):
             recorded = sweep_dir / str(num) / ".hydra" / "overrides.yaml"
             if not recorded.is_file():
                 continue
