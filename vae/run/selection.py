@@ -64,8 +64,8 @@ def sets_what_the_run_is(key: str) -> bool:
     """Whether an override of this key makes another run: not the seed, where the run is, how it
     was chosen, nor the rest of what a resumed run may change but its length and its final test
     (logging, callbacks, hardware: a progress bar turned off does not make another configuration)."""
-    if key in SEED_KEYS or key in WHERE_KEYS or key.startswith("selection."):
-        return False
+    if key in SEED_KEYS or key in WHERE_KEYS:
+        return False  # selection.* is among what a resumed run may change
     return key in LENGTH_AND_TEST_KEYS or not may_change_on_resume(key)
 
 
