@@ -19,8 +19,12 @@ and report, per estimator and tau, beside its cost (decoder passes per image and
     variance        mean_r |g_r - g_bar|^2              total over the B * num_params coordinates
     rel_variance    variance / |g|^2
 
-The KL term is analytic and the same for every estimator, so differences come from the
-E_q[-log p(x|z)] term alone. Every (estimator, tau) pair draws from the same seed (common random
+Each estimator's gradient is the one its training takes (Estimator.elbo_terms): the KL in
+closed form for most, so that their differences come from the E_q[-log p(x|z)] term alone, and
+inside the learning signal for the score-function family, REBAR and RELAX, whose variance then
+includes the KL's score term. The noise floor is estimated from the same draws, so for a
+heavy-tailed estimator (SF) at a few hundred draws rel_error can exceed it with no bias: more
+draws (num_draws) settle it. Every (estimator, tau) pair draws from the same seed (common random
 numbers), so curves over tau are smooth. Estimators that do not use tau are measured once.
 
 Writes to output_dir (printed): diagnose.json, diagnose.md (the table), bias.png and
