@@ -82,6 +82,7 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
         {"step": 9, "epoch": 0, "train/neg_elbo": 150.0},
         {"step": 19, "epoch": 1, "train/neg_elbo": 110.0, "train/encoder_grad_variance": 0.5},
         {"step": 29, "epoch": 1, "train/neg_elbo": 100.0, "train/encoder_grad_variance": 0.25},
+        {"step": 29, "epoch": 1, "train_set/neg_elbo": 98.5},  # callbacks=training_set_elbo
     ]
     timed = {"train_seconds": 5400.0, "evaluation_seconds": 1800.0}
     kl = {"test/kl": 21.5}
@@ -109,6 +110,7 @@ def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_p
         " 2 more runs did not record all their time" in text
     )
     assert (tmp_path / "out" / "grad_variance.png").exists()
+    assert (tmp_path / "out" / "train_set_neg_elbo.png").exists()
 
 
 def test_untimed_runs_are_estimated_at_the_seconds_per_step_their_configuration_measured(tmp_path):
@@ -195,7 +197,8 @@ def test_the_latent_in_use_column_averages_the_seeds_that_recorded_it_and_names_
         _job(sweep, 5 + seed, ["model.estimator=darn", f"seed={seed}"], darn)
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:begin -->\n<!-- results:end -->\n")
-    report([sweep], out=tmp_path / "out", readme=readme, block="results")
+    written = report([sweep], out=tmp_path / "out", readme=readme, block="results")
+    assert set(written) == {"table", "val_neg_elbo", "test_neg_elbo"}  # no run logged the optional curves
     lines = readme.read_text().splitlines()
     (header,) = [line for line in lines if line.startswith("| configuration |")]
     column = header.split(" | ").index("latent in use")

@@ -1,5 +1,6 @@
-"""The report's plots: validation -ELBO, tau and the encoder gradient's variance over steps, and
-the final test -ELBO per configuration."""
+"""The report's plots: validation -ELBO, tau, the training-set -ELBO and the encoder gradient's
+variance over steps (the last two when runs log them), and the final test -ELBO per
+configuration."""
 
 from __future__ import annotations
 
@@ -119,19 +120,37 @@ def plot(rows: list[dict], runs: list[RunRecord], out: Path) -> list[Path]:
     ax.set(ylabel="test −ELBO (nats)", title="Final test −ELBO, mean ± std over seeds")
     written.append(_save(fig, out / "test_neg_elbo.png"))
 
-    if any(r.curves.get("train/encoder_grad_variance") for r in runs):
+    # Curves that only some experiments log, each its own plot when any run has it: the
+    # training-set -ELBO of callbacks=training_set_elbo (the RELAX table's number, as the papers'
+    # training curves) and the encoder gradient's variance of callbacks=gradient_variance.
+    for metric, name, ylabel, title, log_scale in (
+        (
+            "train_set/neg_elbo",
+            "train_set_neg_elbo.png",
+            "training-set −ELBO (nats)",
+            "Training-set −ELBO (exact samples), mean over seeds",
+            False,
+        ),
+        (
+            "train/encoder_grad_variance",
+            "grad_variance.png",
+            "variance",
+            "Encoder gradient variance, mean over seeds",
+            True,
+        ),
+    ):
+        if not any(r.curves.get(metric) for r in runs):
+            continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for index, configuration in enumerate(order):
-            curves = [
-                c for r in by_config[configuration] if (c := r.curves.get("train/encoder_grad_variance"))
-            ]
-            steps, mean, _ = _band(curves)
+            steps, mean, _ = _band([c for r in by_config[configuration] if (c := r.curves.get(metric))])
             if steps:
                 ax.plot(steps, mean, label=configuration, **_style(index, len(steps)))
-        ax.set_yscale("log")
-        ax.set(xlabel="global step", ylabel="variance", title="Encoder gradient variance, mean over seeds")
+        if log_scale:
+            ax.set_yscale("log")
+        ax.set(xlabel="global step", ylabel=ylabel, title=title)
         _legend(ax, fig)
-        written.append(_save(fig, out / "grad_variance.png"))
+        written.append(_save(fig, out / name))
     return written
 
 
