@@ -76,6 +76,24 @@ def test_cells_a_sweep_has_not_reached_show_their_published_number(tmp_path):
     assert lines[5] == "| Categorical (20×10) | – | – (107.8) |"  # the published number from its config file
 
 
+def test_planned_cells_take_what_an_option_inherits_from_its_defaults(tmp_path):
+    # configs/relax_table/nonlinear_rebar.yaml names its row and number; its table, column and
+    # metric come from linear_rebar through its defaults list, as Hydra composes it.
+    sweep = tmp_path / "relax_nonlinear"
+    sweep.mkdir()
+    options = "nonlinear_nvil,nonlinear_rebar,nonlinear_relax"
+    (sweep / "multirun.yaml").write_text(
+        yaml.safe_dump({"hydra": {"sweeper": {"params": {"+relax_table": options}}}})
+    )
+    cells = {(c["row"], c["column"]): c for c in planned_cells([sweep])}
+    assert list(cells) == [("nonlinear", "NVIL"), ("nonlinear", "REBAR"), ("nonlinear", "RELAX")]
+    rebar = cells["nonlinear", "REBAR"]
+    assert rebar["value"] == 81.01 and rebar["metric"] == "train_set/neg_elbo_best"
+    assert rebar["table"] == cells["nonlinear", "NVIL"]["table"]
+    (table,) = paper_tables([], list(cells.values()))
+    assert "| nonlinear | – (101.5) | – (81.01) | – (78.13) |" in table
+
+
 def test_two_sweeps_one_readme_block_with_train_elbo_and_gradient_variance(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     rows = [

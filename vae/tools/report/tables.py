@@ -324,12 +324,30 @@ def planned_cells(sweep_dirs: list[Path]) -> list[dict]:
             if not group.is_dir():
                 continue
             for option in options:
-                option_file = group / f"{option}.yaml"
-                if option_file.exists():
-                    published = (yaml.safe_load(option_file.read_text()) or {}).get("published") or {}
-                    if {"table", "row", "column"} <= set(published):
-                        planned.append(published)
+                published = _published_of(group, option)
+                if {"table", "row", "column"} <= set(published):
+                    planned.append(published)
     return planned
+
+
+def _published_of(group: Path, option: str) -> dict:
+    """The `published` node of a config-group option as Hydra composes it: merged over those of
+    the options of its own group that its defaults list names (nonlinear_rebar takes its table and
+    column from linear_rebar), in the list's order, its own at `_self_` (last when not listed)."""
+    option_file = group / f"{option}.yaml"
+    if not option_file.exists():
+        return {}
+    node = yaml.safe_load(option_file.read_text()) or {}
+    defaults = list(node.get("defaults") or [])
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    published: dict = {}
+    for entry in defaults:  # dict entries name other groups (override /model/estimator: ...)
+        if entry == "_self_":
+            published.update(node.get("published") or {})
+        elif isinstance(entry, str):
+            published.update(_published_of(group, entry))
+    return published
 
 
 def paper_tables(rows: list[dict], planned: list[dict] = ()) -> list[str]:
