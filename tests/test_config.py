@@ -298,7 +298,11 @@ def test_every_cell_of_the_relax_table_builds_as_the_paper_and_the_rebar_code_sa
         e["optimizer"] if isinstance(e, dict) else e for e in _as_list(system.configure_optimizers())
     )
     assert isinstance(main, torch.optim.Adam) and main.defaults["betas"] == (0.9, 0.99999)
-    control_variate = {"nvil": 5e-3, "rebar": 5e-3, "relax": 5e-4}  # 10x the rate; RELAX: 1x
+    control_variate = {"nvil": 5e-3, "muprop": 5e-3, "rebar": 5e-3, "relax": 5e-4}  # 10x the rate; RELAX: 1x
+    if estimator == "muprop":  # the REBAR code's: learned scales, an input baseline, no normalization
+        settings = model.latent.estimator.settings()
+        assert settings["learned_scales"] and settings["baseline_hidden_size"] == 100
+        assert not settings["normalize"]
     if estimator in control_variate:
         (own,) = groups
         assert own.defaults["lr"] == pytest.approx(control_variate[estimator])

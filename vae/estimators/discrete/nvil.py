@@ -10,15 +10,13 @@ direction. One decoder pass.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vae.errors import require_positive_int
 from vae.estimators.base import Cost
-from vae.estimators.discrete.score_function import ScoreFunctionEstimator, score_term
+from vae.estimators.discrete.score_function import ScoreFunctionEstimator, input_baseline, score_term
 
 
 class NVIL(ScoreFunctionEstimator):
@@ -40,12 +38,7 @@ class NVIL(ScoreFunctionEstimator):
         return {"control_variate": list(self.baseline.parameters())} if self.baseline is not None else {}
 
     def bind_inputs(self, input_shape: tuple[int, ...]) -> None:
-        self.baseline = nn.Sequential(
-            nn.Flatten(-len(input_shape)),  # (*batch, C*H*W)
-            nn.Linear(math.prod(input_shape), self.hidden_size),
-            nn.Tanh(),
-            nn.Linear(self.hidden_size, 1),
-        )
+        self.baseline = input_baseline(input_shape, self.hidden_size)
 
     def surrogate(
         self,

@@ -23,6 +23,8 @@ the log-ratio out of its signal exactly and adds its gradient back through its c
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
@@ -41,14 +43,33 @@ def score_term(signal: Tensor, log_q: Tensor) -> Tensor:
     return signal.detach() * (log_q - log_q.detach())
 
 
-def taylor_baseline(q: Distribution, cost, z: Tensor, point: Tensor) -> tuple[Tensor, Tensor]:
-    """The first-order expansion of the cost at `point`: f(point) + f'(point) . (z - point), and
-    f'(point) (*batch, *event); one more decoder pass and its backward, no gradient to anything."""
+def first_order_expansion(q: Distribution, cost, z: Tensor, point: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The cost's first-order expansion at `point`, in parts: f(point) and f'(point) . (z - point)
+    (*batch,), and f'(point) (*batch, *event); one more decoder pass and its backward, no gradient
+    to anything."""
     point = point.detach().to(z.dtype).requires_grad_()  # in the samples' precision (float32 or wider)
     with torch.enable_grad():
         value = cost(point)
         (slope,) = torch.autograd.grad(value.sum(), point)
-    return value.detach() + event_sum(slope * (z - point.detach()), q), slope
+    return value.detach(), event_sum(slope * (z - point.detach()), q), slope
+
+
+def taylor_baseline(q: Distribution, cost, z: Tensor, point: Tensor) -> tuple[Tensor, Tensor]:
+    """The first-order expansion of the cost at `point`: f(point) + f'(point) . (z - point), and
+    f'(point) (*batch, *event)."""
+    value, first_order, slope = first_order_expansion(q, cost, z, point)
+    return value + first_order, slope
+
+
+def input_baseline(input_shape: tuple[int, ...], hidden_size: int) -> nn.Module:
+    """b_psi(x) (*batch, 1): one tanh hidden layer on the flattened inputs (NVIL's input-dependent
+    baseline; the REBAR code's for NVIL and MuProp)."""
+    return nn.Sequential(
+        nn.Flatten(-len(input_shape)),  # (*batch, C*H*W)
+        nn.Linear(math.prod(input_shape), hidden_size),
+        nn.Tanh(),
+        nn.Linear(hidden_size, 1),
+    )
 
 
 class RunningNormalizer(nn.Module):
