@@ -49,15 +49,15 @@ class MuProp(ScoreFunctionEstimator):
         baseline_hidden_size: units of an input-dependent baseline's hidden layer (0: none)."""
         super().__init__(normalize, decay)
         require_int_at_least("baseline_hidden_size", baseline_hidden_size, 0)
-        self.learned_scales, self.baseline_hidden_size = bool(learned_scales), baseline_hidden_size
+        self.baseline_hidden_size = baseline_hidden_size
         # a with eta = 2 sigmoid(a): eta0 scales f(mu), eta1 the first-order term and the correction.
-        self.scale_logits = nn.Parameter(torch.zeros(2)) if self.learned_scales else None
+        self.scale_logits = nn.Parameter(torch.zeros(2)) if learned_scales else None
         self.baseline: nn.Module | None = None  # b_psi, built by bind_inputs when asked for
 
     def settings(self) -> dict[str, object]:
         return {
             **super().settings(),
-            "learned_scales": self.learned_scales,
+            "learned_scales": self.scale_logits is not None,
             "baseline_hidden_size": self.baseline_hidden_size,
         }
 
@@ -78,6 +78,8 @@ class MuProp(ScoreFunctionEstimator):
         generator: torch.Generator | None = None,
         inputs: Tensor | None = None,
     ) -> Tensor:
+        if self.baseline is not None and inputs is None:
+            raise ValueError("MuProp's input-dependent baseline reads the inputs: pass inputs=x")
         z = q.sample(generator=generator)  # (*batch, *event), exact
         f = cost(z)  # (*batch,)
         mu = q.mean  # (*batch, *event), with the gradient to q's parameters
@@ -86,13 +88,12 @@ class MuProp(ScoreFunctionEstimator):
         if self.scale_logits is None and self.baseline is None:  # Gu et al.'s
             signal = f.detach() - (f_mu + first_order)
             return f + score_term(self.normalizer(signal), q.log_prob(z)) + (correction - correction.detach())
-        eta0, eta1 = (2 * torch.sigmoid(self.scale_logits)).unbind() if self.learned_scales else (1.0, 1.0)
-        if self.baseline is not None and inputs is None:
-            raise ValueError("MuProp's input-dependent baseline reads the inputs: pass inputs=x")
+        eta = f.new_ones(2) if self.scale_logits is None else 2 * torch.sigmoid(self.scale_logits)
+        eta0, eta1 = eta.unbind()
         b = 0.0 if self.baseline is None else self.baseline(inputs.detach()).squeeze(-1)  # (*batch,)
         signal = f.detach() - eta0 * f_mu - eta1 * first_order - b  # its gradient: to eta and psi only
         fit = signal**2  # value 0 below; its gradient trains eta and psi
-        correction = correction * (eta1.detach() if torch.is_tensor(eta1) else eta1)
+        correction = correction * eta1.detach()
         return (
             f
             + score_term(self.normalizer(signal.detach()), q.log_prob(z))
